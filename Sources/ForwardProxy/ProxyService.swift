@@ -1,0 +1,113 @@
+import CertificateAuthority
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOPosix
+import ServiceLifecycle
+
+/// The forward proxy as a service: binds the proxy and health listeners, runs until a graceful
+/// shutdown is requested, then stops accepting, lets in-flight requests finish within the grace
+/// period, and returns.
+public final class ProxyService: Service, Sendable {
+    public let readiness = Readiness()
+    private let configuration: ProxyConfiguration
+    private let proxy: ProxyContext
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let boundAddress = NIOLockedValueBox<SocketAddress?>(nil)
+
+    public init(
+        configuration: ProxyConfiguration,
+        leaves: LeafCertificateCache,
+        logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.proxy = try ProxyContext(configuration: configuration, leaves: leaves, eventLoopGroup: group, logger: logger)
+    }
+
+    /// The proxy listener's address once bound.
+    public var localAddress: SocketAddress? { boundAddress.withLockedValue { $0 } }
+
+    public func run() async throws {
+        let quiescing = ServerQuiescingHelper(group: group)
+        let proxy = self.proxy
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try HTTPPipeline.configureListener(channel, proxy: proxy)
+                }
+            }
+            .bind(host: configuration.bindHost, port: configuration.port)
+            .get()
+        boundAddress.withLockedValue { $0 = server.localAddress }
+
+        var health: Channel?
+        if configuration.healthPort > 0 {
+            do {
+                health = try await HealthServer.bind(host: configuration.healthHost, port: configuration.healthPort,
+                                                     readiness: readiness, group: group)
+            } catch {
+                server.close(promise: nil)
+                try? await proxy.httpClient.shutdown()
+                throw error
+            }
+            logger.notice("health listening on \(health?.localAddress.map(String.init(describing:)) ?? "?")")
+        }
+        readiness.state = .ready
+        logger.notice("passsage proxy listening on \(Self.describe(server.localAddress))")
+
+        // Returns on SIGTERM/SIGINT (graceful) or throws on cancellation.
+        let cancelled = (try? await gracefulShutdown()) == nil
+        readiness.state = .draining
+        if !cancelled {
+            logger.notice("shutting down: no new connections; waiting up to \(configuration.shutdownGracePeriod) for in-flight requests")
+            let drained = await Self.quiesce(quiescing, within: configuration.shutdownGracePeriod, on: group.next())
+            if !drained {
+                logger.warning("grace period over; closing the remaining connections")
+            }
+        } else {
+            server.close(promise: nil)
+        }
+        try? await health?.close()
+        try? await proxy.httpClient.shutdown()
+        logger.notice("stopped")
+    }
+
+    /// Starts quiescing and waits until every connection closed or `grace` passed.
+    private static func quiesce(_ helper: ServerQuiescingHelper, within grace: TimeAmount, on eventLoop: EventLoop) async -> Bool {
+        let finished = eventLoop.makePromise(of: Bool.self)
+        let settled = NIOLockedValueBox(false)
+        let settle: @Sendable (Bool) -> Void = { value in
+            let first = settled.withLockedValue { done in
+                defer { done = true }
+                return !done
+            }
+            if first { finished.succeed(value) }
+        }
+        let allClosed = eventLoop.makePromise(of: Void.self)
+        allClosed.futureResult.whenComplete { _ in settle(true) }
+        let timer = eventLoop.scheduleTask(in: grace) { settle(false) }
+        helper.initiateShutdown(promise: allClosed)
+        let drained = (try? await finished.futureResult.get()) ?? false
+        timer.cancel()
+        return drained
+    }
+
+    static func describe(_ address: SocketAddress?) -> String {
+        guard let address, let ip = address.ipAddress, let port = address.port else { return "?" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}

@@ -1,0 +1,117 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Onboarding
+
+/// Turns a connection that sent `CONNECT host:port` into a tunnel.
+///
+/// Intercepted hosts get `200 Connection Established` at once (no upstream connection is opened
+/// until a request needs one); the first bytes then decide between TLS interception, plain HTTP
+/// and an opaque splice. `--no-intercept` hosts are connected first, so a failure is still a 502.
+enum TunnelSwitch {
+    static let established: StaticString = "HTTP/1.1 200 Connection Established\r\n\r\n"
+
+    static func handleConnect(
+        authority: Authority,
+        requestID: String,
+        started: NIODeadline,
+        context: ChannelHandlerContext,
+        proxy: ProxyContext
+    ) {
+        let intercept = authority.host == OnboardingSite.hostName || !proxy.configuration.noIntercept.matches(authority.host)
+        if intercept {
+            do {
+                try switchToSniffer(authority: authority, context: context, proxy: proxy)
+                logConnect(authority: authority, status: 200, mode: "intercept", requestID: requestID,
+                           started: started, proxy: proxy)
+            } catch {
+                proxy.logger.error("CONNECT switch failed", metadata: ["error": "\(error)"])
+                context.close(promise: nil)
+            }
+            return
+        }
+        let channel = context.channel
+        let eventLoop = context.eventLoop
+        Splice.connect(to: authority, on: eventLoop, timeout: proxy.configuration.upstreamConnectTimeout)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let upstream):
+                    do {
+                        try switchToSplice(channel: channel, upstream: upstream, proxy: proxy)
+                        logConnect(authority: authority, status: 200, mode: "blind", requestID: requestID,
+                                   started: started, proxy: proxy)
+                    } catch {
+                        upstream.close(promise: nil)
+                        channel.close(promise: nil)
+                    }
+                case .failure(let error):
+                    let failure = UpstreamFailure.classify(error)
+                    logConnect(authority: authority, status: Int(failure.status.code), mode: "blind",
+                               requestID: requestID, started: started, proxy: proxy)
+                    respondAndClose(channel: channel, failure: failure, requestID: requestID)
+                }
+            }
+    }
+
+    /// Removes the HTTP codec and leaves a `TunnelSniffer` in its place. Bytes the decoder already
+    /// holds (a ClientHello sent before our 200) are forwarded to the sniffer as the decoder goes.
+    private static func switchToSniffer(authority: Authority, context: ChannelHandlerContext, proxy: ProxyContext) throws {
+        let operations = context.pipeline.syncOperations
+        let decoder = try operations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        let sniffer = TunnelSniffer(authority: authority, proxy: proxy)
+        try operations.addHandler(sniffer, position: .after(decoder))
+        try removeHTTPHandlers(operations, keepingDecoder: true)
+        sniffer.sendEstablished()
+        operations.removeHandler(decoder, promise: nil)
+    }
+
+    private static func switchToSplice(channel: Channel, upstream: Channel, proxy: ProxyContext) throws {
+        let operations = channel.pipeline.syncOperations
+        let (clientSide, upstreamSide) = Splice.makePair()
+        let decoder = try operations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        try operations.addHandler(clientSide, position: .after(decoder))
+        try upstream.pipeline.syncOperations.addHandler(upstreamSide)
+        try removeHTTPHandlers(operations, keepingDecoder: true)
+        var buffer = channel.allocator.buffer(capacity: 64)
+        buffer.writeStaticString(established)
+        channel.writeAndFlush(buffer, promise: nil)
+        operations.removeHandler(decoder, promise: nil)
+    }
+
+    private static func removeHTTPHandlers(_ operations: ChannelPipeline.SynchronousOperations, keepingDecoder: Bool) throws {
+        operations.removeHandler(try operations.handler(type: HTTPResponseEncoder.self), promise: nil)
+        if let pipelining = try? operations.handler(type: HTTPServerPipelineHandler.self) {
+            operations.removeHandler(pipelining, promise: nil)
+        }
+        if let validator = try? operations.handler(type: NIOHTTPResponseHeadersValidator.self) {
+            operations.removeHandler(validator, promise: nil)
+        }
+        if let responder = try? operations.handler(type: ProtocolErrorResponder.self) {
+            operations.removeHandler(responder, promise: nil)
+        }
+        operations.removeHandler(try operations.handler(type: ProxyHTTPHandler.self), promise: nil)
+    }
+
+    private static func respondAndClose(channel: Channel, failure: UpstreamFailure, requestID: String) {
+        let body = failure.message + "\n"
+        let head = HTTPResponseHead(version: .http1_1, status: failure.status, headers: HTTPHeaders([
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", String(body.utf8.count)),
+            ("Connection", "close"),
+            (HeaderRules.requestIDHeader, requestID),
+        ]))
+        var buffer = channel.allocator.buffer(capacity: body.utf8.count)
+        buffer.writeString(body)
+        channel.write(HTTPServerResponsePart.head(head), promise: nil)
+        channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
+        channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private static func logConnect(authority: Authority, status: Int, mode: String, requestID: String,
+                                   started: NIODeadline, proxy: ProxyContext) {
+        let milliseconds = Double((NIODeadline.now() - started).nanoseconds) / 1_000_000
+        proxy.logger.info("CONNECT \(authority) \(status) tunnel=\(mode) duration_ms=\((milliseconds * 10).rounded() / 10) request_id=\(requestID)")
+    }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import CertificateAuthority
+import ForwardProxy
+import Logging
+import NIOCore
+import ServiceLifecycle
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the caching forward proxy (the default command).",
+        discussion: "Every option can also be set through the environment variable named in its help."
+    )
+
+    @Option(name: [.customShort("p"), .long], help: "Proxy listen port; 0 picks a free one. [PASSSAGE_PORT, default 8080]")
+    var port: Int?
+
+    @Option(name: [.customShort("b"), .long], help: "Proxy listen address. [PASSSAGE_HOST, default 0.0.0.0]")
+    var bind: String?
+
+    @Option(help: "Health listener port; 0 disables it. [PASSSAGE_HEALTH_PORT, default 8082]")
+    var healthPort: Int?
+
+    @Option(help: "Health listener address. [PASSSAGE_HEALTH_HOST, default 0.0.0.0]")
+    var healthHost: String?
+
+    @Option(name: .customLong("mitm-ca"), help: "CA private key and certificate: inline PEM or a path. [PASSSAGE_MITM_CA]")
+    var mitmCA: String?
+
+    @Option(name: .customLong("mitm-ca-cert"), help: "CA certificate: inline PEM or a path; must match --mitm-ca. [PASSSAGE_MITM_CA_CERT]")
+    var mitmCACert: String?
+
+    @Option(name: .customLong("ca-dir"), help: "Where the CA lives when --mitm-ca is not given; generated on first start (mitmproxy file names). [PASSSAGE_CA_DIR, default ~/.mitmproxy]")
+    var caDirectory: String?
+
+    @Option(name: .customLong("upstream-ca-file"), help: "Extra PEM trust anchors for upstream TLS, added to the system store. [PASSSAGE_UPSTREAM_CA_FILE]")
+    var upstreamCAFile: String?
+
+    @Flag(name: .customLong("upstream-tls-skip-verify"), help: "Do not verify upstream certificates (unsafe). [PASSSAGE_UPSTREAM_TLS_SKIP_VERIFY]")
+    var upstreamTLSSkipVerify = false
+
+    @Option(help: "Upstream connect timeout, e.g. 10s. [PASSSAGE_UPSTREAM_CONNECT_TIMEOUT, default 10s]")
+    var upstreamConnectTimeout: DurationValue?
+
+    @Option(help: "Longest upstream silence before 504 (or an abort mid-body); 0 disables. [PASSSAGE_UPSTREAM_READ_TIMEOUT, default 60s]")
+    var upstreamReadTimeout: DurationValue?
+
+    @Option(help: "Close client connections idle this long. [PASSSAGE_CLIENT_IDLE_TIMEOUT, default 120s]")
+    var clientIdleTimeout: DurationValue?
+
+    @Option(help: "On SIGTERM, how long in-flight requests may finish. [PASSSAGE_SHUTDOWN_GRACE_PERIOD, default 30s]")
+    var shutdownGracePeriod: DurationValue?
+
+    @Option(name: .customLong("public-proxy-url"), help: "Proxy URL written into proxy-env.sh, e.g. http://passsage.ci:8080. [PASSSAGE_PUBLIC_PROXY_URL]")
+    var publicProxyURL: String?
+
+    @Option(help: "Comma-separated hosts added to NO_PROXY by proxy-env.sh. [PASSSAGE_NO_PROXY_EXTRA]")
+    var noProxyExtra: String?
+
+    @Option(name: .customLong("no-intercept"), help: ArgumentHelp("Hosts tunnelled without TLS interception (pinned clients): host, .domain, *.domain; comma-separated or repeated. [PASSSAGE_NO_INTERCEPT]", valueName: "host-patterns"))
+    var noIntercept: [String] = []
+
+    @Flag(name: [.customShort("v"), .long], help: "Debug logging. [PASSSAGE_VERBOSE]")
+    var verbose = false
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let settings = try Settings(command: self, environment: environment)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.verbose ? .debug : .info
+            return handler
+        }
+        let logger = Logger(label: "passsage")
+
+        let (authority, origin) = try CertificateAuthorityStore.resolve(
+            bundle: settings.mitmCA, certificate: settings.mitmCACert, directory: settings.caDirectory)
+        switch origin {
+        case .explicit: logger.notice("CA from --mitm-ca")
+        case .loaded(let directory): logger.notice("CA loaded from \(directory)")
+        case .generated(let directory): logger.notice("CA generated in \(directory)")
+        }
+        let leaves = try LeafCertificateCache(authority: authority)
+        let service = try ProxyService(configuration: settings.proxy, leaves: leaves, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+    }
+}
+
+/// The command line and environment, resolved and validated.
+struct Settings {
+    var proxy = ProxyConfiguration()
+    var mitmCA: String?
+    var mitmCACert: String?
+    var caDirectory: String
+    var verbose: Bool
+
+    init(command c: ServeCommand, environment: [String: String]) throws {
+        let env = EnvironmentResolver(environment: environment)
+        proxy.port = try OptionChecks.port(try env.value(c.port, "PASSSAGE_PORT", option: "--port") ?? 8080, option: "--port")
+        proxy.bindHost = try env.value(c.bind, "PASSSAGE_HOST", option: "--bind") ?? "0.0.0.0"
+        proxy.healthPort = try OptionChecks.port(
+            try env.value(c.healthPort, "PASSSAGE_HEALTH_PORT", option: "--health-port") ?? 8082, option: "--health-port")
+        proxy.healthHost = try env.value(c.healthHost, "PASSSAGE_HEALTH_HOST", option: "--health-host") ?? "0.0.0.0"
+        mitmCA = try env.value(c.mitmCA, "PASSSAGE_MITM_CA", option: "--mitm-ca")
+        mitmCACert = try env.value(c.mitmCACert, "PASSSAGE_MITM_CA_CERT", option: "--mitm-ca-cert")
+        if mitmCACert != nil, mitmCA == nil {
+            throw UsageError("--mitm-ca-cert needs --mitm-ca (the CA private key) as well")
+        }
+        let home = environment["HOME"] ?? "."
+        caDirectory = try env.value(c.caDirectory, "PASSSAGE_CA_DIR", option: "--ca-dir") ?? home + "/.mitmproxy"
+        if caDirectory.hasPrefix("~/") { caDirectory = home + caDirectory.dropFirst() }
+
+        proxy.upstreamCAFile = try env.value(c.upstreamCAFile, "PASSSAGE_UPSTREAM_CA_FILE", option: "--upstream-ca-file")
+        if let file = proxy.upstreamCAFile, !FileManager.default.isReadableFile(atPath: file) {
+            throw UsageError("invalid value '\(file)' for --upstream-ca-file: not a readable file")
+        }
+        proxy.upstreamTLSSkipVerify = try env.flag(c.upstreamTLSSkipVerify, "PASSSAGE_UPSTREAM_TLS_SKIP_VERIFY",
+                                                   option: "--upstream-tls-skip-verify")
+        if let value = try env.value(c.upstreamConnectTimeout, "PASSSAGE_UPSTREAM_CONNECT_TIMEOUT",
+                                     option: "--upstream-connect-timeout") {
+            guard value.amount > .zero else {
+                throw UsageError("invalid value '0' for --upstream-connect-timeout: must be positive")
+            }
+            proxy.upstreamConnectTimeout = value.amount
+        }
+        if let value = try env.value(c.upstreamReadTimeout, "PASSSAGE_UPSTREAM_READ_TIMEOUT",
+                                     option: "--upstream-read-timeout") {
+            proxy.upstreamReadTimeout = value.amount == .zero ? nil : value.amount
+        }
+        if let value = try env.value(c.clientIdleTimeout, "PASSSAGE_CLIENT_IDLE_TIMEOUT", option: "--client-idle-timeout") {
+            guard value.amount > .zero else {
+                throw UsageError("invalid value '0' for --client-idle-timeout: must be positive")
+            }
+            proxy.clientIdleTimeout = value.amount
+        }
+        if let value = try env.value(c.shutdownGracePeriod, "PASSSAGE_SHUTDOWN_GRACE_PERIOD",
+                                     option: "--shutdown-grace-period") {
+            proxy.shutdownGracePeriod = value.amount
+        }
+        if let url = try env.value(c.publicProxyURL, "PASSSAGE_PUBLIC_PROXY_URL", option: "--public-proxy-url") {
+            proxy.publicProxyURL = try OptionChecks.proxyURL(url, option: "--public-proxy-url")
+        }
+        if let extra = try env.value(c.noProxyExtra, "PASSSAGE_NO_PROXY_EXTRA", option: "--no-proxy-extra") {
+            proxy.noProxyExtra = try OptionChecks.hostList(extra, option: "--no-proxy-extra")
+        }
+        let patterns = c.noIntercept.isEmpty ? (environment["PASSSAGE_NO_INTERCEPT"].map { [$0] } ?? []) : c.noIntercept
+        do {
+            proxy.noIntercept = try HostPatternList(parsing: patterns)
+        } catch {
+            throw UsageError("invalid value for --no-intercept: \(error)")
+        }
+        verbose = try env.flag(c.verbose, "PASSSAGE_VERBOSE", option: "--verbose")
+    }
+}
