@@ -47,6 +47,20 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // Our own origin server for tests and benchmarks (TLS, sizes, rates, stalls, uploads).
+        .target(name: "TestOrigin", dependencies: nio + [
+            "CertificateAuthority",
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+        ]),
+        // Benchmark helper: origin process and keep-alive load generator (Benchmarks/).
+        .executableTarget(name: "passsage-bench", dependencies: nio + [
+            "TestOrigin",
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Benchmarks/BenchTool"),
         // The CLI only.
         .executableTarget(name: "passsage", dependencies: [
             "ForwardProxy",
@@ -56,5 +70,15 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+
+        .testTarget(name: "CertificateAuthorityTests", dependencies: nio + [
+            "CertificateAuthority",
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .testTarget(name: "ForwardProxyTests", dependencies: nio + ["ForwardProxy"]),
+        .testTarget(name: "OnboardingTests", dependencies: ["Onboarding"]),
+        // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
+        .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "passsage"]),
     ]
 )

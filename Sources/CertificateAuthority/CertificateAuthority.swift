@@ -75,6 +75,18 @@ public struct CertificateAuthority: Sendable {
         lifetime: TimeInterval,
         now: Date = Date()
     ) throws -> Certificate {
+        try issueLeaf(forNames: [subject], publicKey: publicKey, lifetime: lifetime, now: now)
+    }
+
+    /// Signs a leaf whose SAN lists every name in `names`; the first one is the common name.
+    public func issueLeaf(
+        forNames names: [LeafSubject],
+        publicKey: Certificate.PublicKey,
+        lifetime: TimeInterval,
+        now: Date = Date()
+    ) throws -> Certificate {
+        precondition(!names.isEmpty, "a leaf needs at least one name")
+        let subject = names[0]
         let notAfter = min(now.addingTimeInterval(lifetime), certificate.notValidAfter)
         let subjectName = try DistinguishedName {
             // X.520 caps CommonName at 64 characters; the SAN is what clients check anyway.
@@ -98,7 +110,7 @@ public struct CertificateAuthority: Sendable {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
                 try ExtendedKeyUsage([.serverAuth])
-                SubjectAlternativeNames([subject.generalName])
+                SubjectAlternativeNames(names.map(\.generalName))
                 AuthorityKeyIdentifier(keyIdentifier: issuerKeyIdentifier)
             },
             issuerPrivateKey: privateKey

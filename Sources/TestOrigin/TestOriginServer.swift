@@ -1,0 +1,62 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// A small origin server for tests and benchmarks, plain or TLS, on 127.0.0.1.
+///
+/// Routes:
+/// - `GET /small`: `ok\n`.
+/// - `GET /bytes/N[?rate=B&delay=MS]`: N deterministic bytes (`OriginContent`), optionally capped at
+///   B bytes/s per connection, after an optional delay before the response head.
+/// - `POST|PUT /upload`: reads the body and answers `sha256=<hex> bytes=<n>`.
+/// - `GET /headers`: the request headers, one `name: value` per line.
+/// - `GET /stall`: accepts the request and never answers.
+/// - `GET /status/N`: an empty response with status N.
+public final class TestOriginServer: Sendable {
+    public let channel: Channel
+    private let openConnections: NIOLockedValueBox<Int>
+
+    public var port: Int { channel.localAddress!.port! }
+
+    /// Connections open right now (to check that a cancelled download closed its upstream).
+    public var connectionCount: Int { openConnections.withLockedValue { $0 } }
+
+    private init(channel: Channel, openConnections: NIOLockedValueBox<Int>) {
+        self.channel = channel
+        self.openConnections = openConnections
+    }
+
+    public static func start(
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        tls: TLSConfiguration? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> TestOriginServer {
+        let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
+        let counter = NIOLockedValueBox(0)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 512)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    counter.withLockedValue { $0 += 1 }
+                    channel.closeFuture.whenComplete { _ in counter.withLockedValue { $0 -= 1 } }
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(OriginHandler())
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        return TestOriginServer(channel: channel, openConnections: counter)
+    }
+
+    public func stop() async {
+        try? await channel.close()
+    }
+}

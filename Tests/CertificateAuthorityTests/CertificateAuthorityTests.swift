@@ -1,0 +1,98 @@
+@testable import CertificateAuthority
+import Crypto
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import X509
+
+@Suite("Certificate authority")
+struct CertificateAuthorityTests {
+    @Test("a generated CA signs leaves for DNS names and IP addresses that verify against it")
+    func leavesVerify() async throws {
+        let authority = try CertificateAuthority.generate()
+        let key = P256.Signing.PrivateKey()
+        for host in ["example.com", "127.0.0.1", "::1", String(repeating: "a", count: 63) + ".example.com"] {
+            let leaf = try authority.issueLeaf(for: LeafSubject(host: host), publicKey: .init(key.publicKey),
+                                               lifetime: 86_400)
+            var verifier = Verifier(rootCertificates: CertificateStore([authority.certificate])) {
+                RFC5280Policy(validationTime: Date())
+                ServerIdentityPolicy(serverHostname: host.contains(".") && !host.first!.isNumber ? host : nil,
+                                     serverIP: host.first!.isNumber || host.contains(":") ? host : nil)
+            }
+            let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore())
+            guard case .validCertificate = result else {
+                Issue.record("leaf for \(host) did not verify: \(result)")
+                continue
+            }
+            #expect(leaf.notValidAfter <= authority.certificate.notValidAfter)
+        }
+    }
+
+    @Test("host parsing: IP literals become IP subjects, names are lower-cased")
+    func subjects() {
+        #expect(LeafSubject(host: "10.1.2.3") == .ipAddress([10, 1, 2, 3]))
+        #expect(LeafSubject(host: "[::1]") == .ipAddress([UInt8](repeating: 0, count: 15) + [1]))
+        #expect(LeafSubject(host: "Example.COM") == .dnsName("example.com"))
+    }
+
+    @Test("the CA directory: generated once with a 0600 key, then loaded unchanged")
+    func directoryRoundTrip() throws {
+        let directory = NSTemporaryDirectory() + "passsage-ca-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (first, firstOrigin) = try CertificateAuthorityStore.resolve(bundle: nil, certificate: nil, directory: directory)
+        #expect(firstOrigin == .generated(directory: directory))
+        let attributes = try FileManager.default.attributesOfItem(atPath: directory + "/mitmproxy-ca.pem")
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        let (second, secondOrigin) = try CertificateAuthorityStore.resolve(bundle: nil, certificate: nil, directory: directory)
+        #expect(secondOrigin == .loaded(directory: directory))
+        #expect(second.certificate == first.certificate)
+        let certificateFile = try String(contentsOfFile: directory + "/mitmproxy-ca-cert.pem", encoding: .utf8)
+        #expect(certificateFile.contains(first.certificatePEM.split(separator: "\n")[1]))
+    }
+
+    @Test("inline PEM bundles, a matching certificate, and mismatches")
+    func explicitBundles() throws {
+        let authority = try CertificateAuthority.generate()
+        let keyPEM = try authority.privateKey.serializeAsPEM().pemString
+        // Certificate first, key second: order must not matter.
+        let bundle = authority.certificatePEM + "\n" + keyPEM + "\n"
+        let (loaded, origin) = try CertificateAuthorityStore.resolve(bundle: bundle, certificate: authority.certificatePEM,
+                                                                    directory: "/nonexistent")
+        #expect(origin == .explicit)
+        #expect(loaded.certificate == authority.certificate)
+        let other = try CertificateAuthority.generate()
+        #expect(throws: CertificateAuthorityError.keyDoesNotMatchCertificate) {
+            try CertificateAuthorityStore.resolve(bundle: bundle, certificate: other.certificatePEM, directory: "/nonexistent")
+        }
+        #expect(throws: CertificateAuthorityError.keyDoesNotMatchCertificate) {
+            try CertificateAuthorityStore.parseBundle(other.certificatePEM + "\n" + keyPEM)
+        }
+        #expect(throws: CertificateAuthorityError.self) {
+            try CertificateAuthorityStore.parseBundle(authority.certificatePEM)
+        }
+    }
+
+    @Test("leaf cache: minted once per host, served from cache after, evicted past capacity")
+    func leafCache() async throws {
+        let cache = try LeafCertificateCache(authority: try CertificateAuthority.generate(), capacity: 2)
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        #expect(cache.cachedLeaf(for: "a.test") == nil)
+        let minted = try await cache.leaf(for: "a.test", on: eventLoop).get()
+        #expect(cache.cachedLeaf(for: "A.TEST")?.certificate == minted.certificate)
+        _ = try await cache.leaf(for: "b.test", on: eventLoop).get()
+        _ = cache.cachedLeaf(for: "a.test")  // a is now more recent than b
+        _ = try await cache.leaf(for: "c.test", on: eventLoop).get()
+        #expect(cache.cachedLeaf(for: "a.test") != nil)
+        #expect(cache.cachedLeaf(for: "b.test") == nil)
+    }
+
+    @Test("LRU cache expiry")
+    func lruExpiry() {
+        var lru = LRUCache<String, Int>(capacity: 4)
+        lru.insert(1, for: "x", expires: 100)
+        #expect(lru.value(for: "x", now: 99) == 1)
+        #expect(lru.value(for: "x", now: 100) == nil)
+        #expect(lru.count == 0)
+    }
+}
