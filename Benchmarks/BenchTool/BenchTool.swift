@@ -62,9 +62,12 @@ struct LoadCommand: AsyncParsableCommand {
             let done = group.next().makePromise(of: Void.self)
             finished.append(done.futureResult)
             let target = (host: host, port: port, path: path)
-            let proxyAddress = proxy.map { value -> (String, Int) in
+            let proxyAddress = try proxy.map { value -> (String, Int) in
                 let parts = value.split(separator: ":")
-                return (String(parts[0]), Int(parts[1])!)
+                guard parts.count == 2, let port = Int(parts[1]) else {
+                    throw ValidationError("--proxy must be host:port, got '\(value)'")
+                }
+                return (String(parts[0]), port)
             }
             let bootstrap = ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -18,18 +18,12 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
         }
         if !responseInProgress {
             let (status, text) = Self.response(for: parserError)
-            var body = context.channel.allocator.buffer(capacity: text.utf8.count)
-            body.writeString(text)
-            let headers = HTTPHeaders([
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", String(body.readableBytes)),
-                ("Connection", "close"),
-                (HeaderRules.requestIDHeader, RequestID.generate()),
-            ])
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
-                          promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            let parts = LocalResponse.textParts(status: status, text: text, requestID: RequestID.generate(), close: true,
+                                                allocator: context.channel.allocator)
+            for part in parts {
+                context.write(wrapOutboundOut(part), promise: nil)
+            }
+            context.flush()
         }
         context.fireErrorCaught(error)
     }

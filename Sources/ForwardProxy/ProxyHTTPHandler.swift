@@ -50,6 +50,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readsPaused = false
     private var readPending = false
     private var writabilityPromise: EventLoopPromise<Void>?
+    private var flushScheduled = false
 
     init(mode: ConnectionMode, proxy: ProxyContext) {
         self.mode = mode
@@ -204,6 +205,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         exchange.task = proxy.httpClient.execute(
             request: request,
             delegate: exchange,
+            // Same thread for the client and upstream channels: no hops per callback.
             eventLoop: .delegate(on: context.eventLoop),
             logger: nil
         )
@@ -235,7 +237,8 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         record.bodyBytes += buffer.readableBytes
         state = .forwarding(exchange, record, responseStarted: started)
-        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        scheduleFlush(context: context)
         if context.channel.isWritable {
             return context.eventLoop.makeSucceededVoidFuture()
         }
@@ -297,22 +300,18 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func respondLocally(status: HTTPResponseStatus, text: String, record: RequestRecord, close: Bool,
                                 context: ChannelHandlerContext) {
-        var body = context.channel.allocator.buffer(capacity: text.utf8.count)
-        body.writeString(text)
         respondLocally(status: status, headers: HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")]),
-                       body: body, record: record, close: close, context: context)
+                       body: context.channel.allocator.buffer(string: text), record: record, close: close,
+                       context: context)
     }
 
     private func respondLocally(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer,
                                 record: RequestRecord, close: Bool, context: ChannelHandlerContext) {
         var record = record
         record.status = status
-        var headers = headers
-        headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
-        headers.replaceOrAdd(name: HeaderRules.requestIDHeader, value: record.requestID)
-        if close { headers.replaceOrAdd(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
-                      promise: nil)
+        let head = LocalResponse.head(status: status, contentLength: body.readableBytes, requestID: record.requestID,
+                                      close: close, headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
         if record.method != .HEAD {
             record.bodyBytes = body.readableBytes
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
@@ -353,6 +352,17 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     // MARK: Flow control and lifecycle
+
+    /// Flushes once per event-loop tick: async-http-client delivers the parts of one upstream read
+    /// back to back, and one flush makes one TLS record batch and one write syscall.
+    private func scheduleFlush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            self.flushScheduled = false
+            self.context?.flush()
+        }
+    }
 
     func read(context: ChannelHandlerContext) {
         if readsPaused {

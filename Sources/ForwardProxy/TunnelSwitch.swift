@@ -95,18 +95,12 @@ enum TunnelSwitch {
     }
 
     private static func respondAndClose(channel: Channel, failure: UpstreamFailure, requestID: String) {
-        let body = failure.message + "\n"
-        let head = HTTPResponseHead(version: .http1_1, status: failure.status, headers: HTTPHeaders([
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", String(body.utf8.count)),
-            ("Connection", "close"),
-            (HeaderRules.requestIDHeader, requestID),
-        ]))
-        var buffer = channel.allocator.buffer(capacity: body.utf8.count)
-        buffer.writeString(body)
-        channel.write(HTTPServerResponsePart.head(head), promise: nil)
-        channel.write(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
-        channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+        let parts = LocalResponse.textParts(status: failure.status, text: failure.message + "\n", requestID: requestID,
+                                            close: true, allocator: channel.allocator)
+        for part in parts.dropLast() {
+            channel.write(part, promise: nil)
+        }
+        channel.writeAndFlush(parts.last!).whenComplete { _ in channel.close(promise: nil) }
     }
 
     private static func logConnect(authority: Authority, status: Int, mode: String, requestID: String,
