@@ -34,24 +34,13 @@ public final class ProxyService: Service, Sendable {
 
     public func run() async throws {
         let quiescing = ServerQuiescingHelper(group: group)
-        let proxy = self.proxy
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
-                }
-            }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try HTTPPipeline.configureListener(channel, proxy: proxy)
-                }
-            }
-            .bind(host: configuration.bindHost, port: configuration.port)
-            .get()
+        let server: Channel
+        do {
+            server = try await bindProxy(quiescing: quiescing)
+        } catch {
+            try? await proxy.httpClient.shutdown()
+            throw ListenError(what: "proxy", host: configuration.bindHost, port: configuration.port, underlying: error)
+        }
         boundAddress.withLockedValue { $0 = server.localAddress }
 
         var health: Channel?
@@ -62,9 +51,10 @@ public final class ProxyService: Service, Sendable {
             } catch {
                 server.close(promise: nil)
                 try? await proxy.httpClient.shutdown()
-                throw error
+                throw ListenError(what: "health", host: configuration.healthHost, port: configuration.healthPort,
+                                  underlying: error)
             }
-            logger.notice("health listening on \(health?.localAddress.map(String.init(describing:)) ?? "?")")
+            logger.notice("health listening on \(Self.describe(health?.localAddress))")
         }
         readiness.state = .ready
         logger.notice("passsage proxy listening on \(Self.describe(server.localAddress))")
@@ -84,6 +74,27 @@ public final class ProxyService: Service, Sendable {
         try? await health?.close()
         try? await proxy.httpClient.shutdown()
         logger.notice("stopped")
+    }
+
+    private func bindProxy(quiescing: ServerQuiescingHelper) async throws -> Channel {
+        let proxy = self.proxy
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try HTTPPipeline.configureListener(channel, proxy: proxy)
+                }
+            }
+            .bind(host: configuration.bindHost, port: configuration.port)
+            .get()
     }
 
     /// Starts quiescing and waits until every connection closed or `grace` passed.
@@ -109,5 +120,17 @@ public final class ProxyService: Service, Sendable {
     static func describe(_ address: SocketAddress?) -> String {
         guard let address, let ip = address.ipAddress, let port = address.port else { return "?" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
+
+/// A listener could not be opened (address in use, bad address, permissions).
+public struct ListenError: Error, CustomStringConvertible {
+    public let what: String
+    public let host: String
+    public let port: Int
+    public let underlying: any Error
+
+    public var description: String {
+        "cannot listen for \(what) connections on \(host):\(port): \(underlying)"
     }
 }

@@ -14,6 +14,7 @@ struct Passsage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "passsage",
         abstract: "A caching, TLS-intercepting HTTP(S) forward proxy for CI fleets.",
+        discussion: "With no subcommand, passsage runs `serve`; see `passsage serve --help` for its options.",
         version: version,
         subcommands: [ServeCommand.self],
         defaultSubcommand: ServeCommand.self

@@ -53,6 +53,19 @@ struct LifecycleTests {
         #expect(result.stderr.contains(option), "\(result.stderr)")
     }
 
+    @Test("a port that is already in use gives a clear error and exit code 1, not a crash")
+    func portInUse() async throws {
+        let first = try await PasssageProcess.launch()
+        defer { first.stop() }
+        let caDirectory = try makeTemporaryDirectory()
+        let result = try await run(PasssageProcess.executable, [
+            "--bind", "127.0.0.1", "--port", String(first.port), "--health-port", "0", "--ca-dir", caDirectory,
+        ], timeout: 30)
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("cannot listen for proxy connections on 127.0.0.1:\(first.port)"), "\(result.stderr)")
+        #expect(!result.stderr.contains("Fatal error"))
+    }
+
     @Test("an invalid environment value names the option and the variable")
     func invalidEnvironment() async throws {
         var environment = ProcessInfo.processInfo.environment
