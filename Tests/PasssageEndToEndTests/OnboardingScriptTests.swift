@@ -3,7 +3,7 @@ import Testing
 
 @Suite("proxy-env.sh sourced by real shells", .serialized)
 struct OnboardingScriptTests {
-    @Test("sourcing the script exports the proxy and a CA bundle that curl then uses", arguments: ["sh", "bash"])
+    @Test("sourcing the script exports the proxy and a CA bundle that curl then uses", arguments: ["sh", "bash", "zsh"])
     func sourcedScriptWorks(shell: String) async throws {
         let fixture = try await Fixture.start()
         defer { Task { await fixture.stop() } }
@@ -33,7 +33,21 @@ struct OnboardingScriptTests {
         #expect(saved.contains("export HTTPS_PROXY='\(fixture.proxy.proxyURL)'"))
     }
 
-    @Test("sourcing never ends the caller's shell, even with set -eu and an unwritable HOME", arguments: ["sh", "bash"])
+    @Test("mitm.it answers inside an intercepted tunnel and on the proxy's own address")
+    func onboardingSiteReachableEverywhere() async throws {
+        let fixture = try await Fixture.start()
+        defer { Task { await fixture.stop() } }
+        let overTLS = try await fixture.proxiedCurl(["https://mitm.it/cert/pem"])
+        #expect(overTLS.status == 0, "\(overTLS.stderr)")
+        #expect(overTLS.stdout == (try String(contentsOfFile: fixture.proxyCAFile, encoding: .utf8)))
+        // Asked directly (no proxy), the script exports the address the client used.
+        let direct = try await curl(["http://127.0.0.1:\(fixture.proxy.port)/proxy-env.sh"])
+        #expect(direct.stdout.contains("_passsage_proxy_url='http://127.0.0.1:\(fixture.proxy.port)'"))
+        let missing = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "http://127.0.0.1:\(fixture.proxy.port)/nope"])
+        #expect(missing.stdout == "404")
+    }
+
+    @Test("sourcing never ends the caller's shell, even with set -eu and an unwritable HOME", arguments: ["sh", "bash", "zsh"])
     func sourcingNeverExits(shell: String) async throws {
         let fixture = try await Fixture.start(proxyArguments: ["--public-proxy-url", "http://proxy.example:3128"])
         defer { Task { await fixture.stop() } }
