@@ -6,7 +6,9 @@
 #   2. a 256 MiB body: MB/s with curl, directly and through passsage, 3 transfers on one
 #      keep-alive connection each way.
 #
-# Prints both ratios. Usage: Benchmarks/interception.sh [seconds-per-load-run] [connections]
+# Prints both ratios. When Squid is installed (Debian's squid-openssl), the same two measurements run
+# through Squid with ssl-bump too (caching off, Squid's default single worker), the proxy a team would
+# otherwise pick. Usage: Benchmarks/interception.sh [seconds-per-load-run] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +16,13 @@ DURATION="${1:-10}"
 CONNECTIONS="${2:-32}"
 SIZE=$((256 * 1024 * 1024))
 WORK="$(mktemp -d)"
+chmod 755 "$WORK"   # Squid drops privileges to its own user
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$WORK/squid/squid.pid" ] && kill "$(cat "$WORK/squid/squid.pid")" 2>/dev/null || true
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 swift build -c release --product passsage >&2
@@ -66,6 +73,55 @@ PROXY_BPS="$(echo "$PROXY_SPEEDS" | median)"
 echo "direct:  $(echo "$DIRECT_SPEEDS" | awk '{printf "%.0f ", $1/1e6}') MB/s (median $(awk -v b="$DIRECT_BPS" 'BEGIN{printf "%.0f", b/1e6}'))"
 echo "proxied: $(echo "$PROXY_SPEEDS" | awk '{printf "%.0f ", $1/1e6}') MB/s (median $(awk -v b="$PROXY_BPS" 'BEGIN{printf "%.0f", b/1e6}'))"
 
+SQUID_RPS=""
+SQUID_BPS=""
+if command -v squid >/dev/null 2>&1 && [ -x /usr/lib/squid/security_file_certgen ]; then
+    SQ="$WORK/squid"
+    mkdir -p "$SQ"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 30 -nodes -x509 \
+        -subj "/CN=squid-bench" -keyout "$SQ/ca.key" -out "$SQ/ca.pem" 2>/dev/null
+    cat "$SQ/ca.key" "$SQ/ca.pem" > "$SQ/ca-bundle.pem"
+    /usr/lib/squid/security_file_certgen -c -s "$SQ/ssl_db" -M 16MB >/dev/null
+    SQUID_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    cat > "$SQ/squid.conf" <<CONF
+http_port 127.0.0.1:$SQUID_PORT ssl-bump generate-host-certificates=on dynamic_cert_mem_cache_size=16MB tls-cert=$SQ/ca-bundle.pem
+sslcrtd_program /usr/lib/squid/security_file_certgen -s $SQ/ssl_db -M 16MB
+acl step1 at_step SslBump1
+ssl_bump peek step1
+ssl_bump bump all
+tls_outgoing_options cafile=$WORK/origin-ca.pem
+http_access allow all
+cache deny all
+cache_mem 0 MB
+access_log stdio:$SQ/access.log
+cache_log $SQ/cache.log
+pid_filename $SQ/squid.pid
+coredump_dir $SQ
+CONF
+    chmod 644 "$WORK/origin-ca.pem"
+    [ "$(id -u)" = "0" ] && chown -R proxy:proxy "$SQ" 2>/dev/null || true
+    squid -f "$SQ/squid.conf" -N >"$SQ/squid.out" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null -x "http://127.0.0.1:$SQUID_PORT" --cacert "$SQ/ca.pem" "https://localhost:$ORIGIN_PORT/small" && break
+        sleep 0.1
+    done
+    echo "== Squid $(squid -v | sed -n 's/.*Version \([0-9.]*\).*/\1/p') with ssl-bump, caching off"
+    SQUID_LINE="$(load --ca "$SQ/ca.pem" --proxy "127.0.0.1:$SQUID_PORT")"
+    SQUID_SPEEDS="$(speeds --cacert "$SQ/ca.pem" -x "http://127.0.0.1:$SQUID_PORT")"
+    SQUID_RPS="$(echo "$SQUID_LINE" | field req_per_s)"
+    SQUID_BPS="$(echo "$SQUID_SPEEDS" | median)"
+    echo "squid:   $SQUID_LINE"
+    echo "squid:   $(echo "$SQUID_SPEEDS" | awk '{printf "%.0f ", $1/1e6}') MB/s (median $(awk -v b="$SQUID_BPS" 'BEGIN{printf "%.0f", b/1e6}'))"
+else
+    echo "== Squid baseline skipped (apt-get install squid-openssl to include it)"
+fi
+
 echo "== ratios (proxied / direct)"
 awk -v p="$PROXY_RPS" -v d="$DIRECT_RPS" 'BEGIN{printf "small responses req/s: %.2f (target >= 0.50)\n", p/d}'
 awk -v p="$PROXY_BPS" -v d="$DIRECT_BPS" 'BEGIN{printf "256 MiB MB/s:          %.2f (target >= 0.70)\n", p/d}'
+if [ -n "$SQUID_RPS" ]; then
+    echo "== passsage / Squid"
+    awk -v p="$PROXY_RPS" -v s="$SQUID_RPS" 'BEGIN{printf "small responses req/s: %.2f\n", p/s}'
+    awk -v p="$PROXY_BPS" -v s="$SQUID_BPS" 'BEGIN{printf "256 MiB MB/s:          %.2f\n", p/s}'
+fi

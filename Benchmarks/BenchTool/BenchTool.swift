@@ -73,7 +73,8 @@ struct LoadCommand: AsyncParsableCommand {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let load = LoadHandler(host: target.host, path: target.path, deadline: deadline,
+                        let hostHeader = target.port == 443 ? target.host : "\(target.host):\(target.port)"
+                        let load = LoadHandler(host: hostHeader, path: target.path, deadline: deadline,
                                                stats: stats, done: done)
                         let tlsHandler = try NIOSSLClientHandler(
                             context: sslContext, serverHostname: target.host.first!.isNumber ? nil : target.host)
@@ -96,6 +97,9 @@ struct LoadCommand: AsyncParsableCommand {
         }
         let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
         let (requests, errors, bytes) = stats.snapshot()
+        if let firstError = stats.firstErrorDescription {
+            print("first error: \(firstError)")
+        }
         let requestsPerSecond: Double = Double(requests) / seconds
         let megabytesPerSecond: Double = Double(bytes) / seconds / 1e6
         print("requests=\(requests) errors=\(errors) seconds=\(rounded(seconds)) req_per_s=\(Int(requestsPerSecond)) mb_per_s=\(rounded(megabytesPerSecond))")

@@ -6,12 +6,20 @@ import NIOSSL
 final class LoadStats: Sendable {
     private let box = NIOLockedValueBox((requests: 0, errors: 0, bytes: 0))
 
-    func record(ok: Bool, bytes: Int) {
+    private let firstError = NIOLockedValueBox<String?>(nil)
+
+    func record(ok: Bool, bytes: Int, error: Error? = nil) {
         box.withLockedValue {
             if ok { $0.requests += 1 } else { $0.errors += 1 }
             $0.bytes += bytes
         }
+        if let error {
+            firstError.withLockedValue { $0 = $0 ?? "\(error)" }
+        }
     }
+
+    /// The first error seen, so a failing run says why.
+    var firstErrorDescription: String? { firstError.withLockedValue { $0 } }
 
     func snapshot() -> (Int, Int, Int) {
         box.withLockedValue { ($0.requests, $0.errors, $0.bytes) }
@@ -76,7 +84,7 @@ final class LoadHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        stats.record(ok: false, bytes: 0)
+        stats.record(ok: false, bytes: 0, error: error)
         context.close(promise: nil)
     }
 }
