@@ -205,7 +205,8 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         exchange.task = proxy.httpClient.execute(
             request: request,
             delegate: exchange,
-            // Same thread for the client and upstream channels: no hops per callback.
+            // Callbacks run on the client connection's loop. Requiring the upstream connection there too
+            // (delegateAndChannel) made async-http-client stop reusing connections: docs/performance.md.
             eventLoop: .delegate(on: context.eventLoop),
             logger: nil
         )
