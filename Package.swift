@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let nio: [Target.Dependency] = [
@@ -10,7 +10,7 @@ let nio: [Target.Dependency] = [
 
 let package = Package(
     name: "passsage",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "passsage", targets: ["passsage"]),
     ],
@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.12.0"),
     ],
     targets: [
         // CA loading/generation, leaf minting and the leaf cache.
@@ -46,6 +47,33 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // Storage plumbing shared by the data plane and the proxy: streams, ranges, retries.
+        .target(name: "StorageCore", dependencies: nio),
+        // The chunk manifest and its binary codec (pure).
+        .target(name: "ChunkManifest"),
+        // The object-store protocol, chunk keys, and the local-directory backend.
+        .target(name: "ObjectStore", dependencies: nio + ["StorageCore"]),
+        // SigV4, the AWS credential chain, and a small XML reader.
+        .target(name: "AWSCore", dependencies: nio + [
+            "StorageCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        // The S3 object-store backend.
+        .target(name: "S3ObjectStore", dependencies: nio + [
+            "StorageCore", "ObjectStore", "AWSCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The metadata-store protocol, JSON documents, and the SQLite and Elasticsearch backends.
+        .target(name: "MetadataStore", dependencies: nio + [
+            "StorageCore",
+            .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Our own origin server for tests and benchmarks (TLS, sizes, rates, stalls, uploads).
         .target(name: "TestOrigin", dependencies: nio + [
@@ -78,6 +106,12 @@ let package = Package(
         ]),
         .testTarget(name: "ForwardProxyTests", dependencies: nio + ["ForwardProxy"]),
         .testTarget(name: "OnboardingTests", dependencies: ["Onboarding"]),
+        // Pure storage logic: manifest codec, ranges, keys, SigV4 against botocore vectors, XML.
+        .testTarget(name: "StorageTests", dependencies: nio + [
+            "StorageCore", "ChunkManifest", "ObjectStore", "AWSCore", "S3ObjectStore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
         .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "passsage"]),
     ]
