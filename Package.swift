@@ -108,11 +108,14 @@ let package = Package(
         .testTarget(name: "OnboardingTests", dependencies: ["Onboarding"]),
         // Pure storage logic: manifest codec, ranges, keys, SigV4 against botocore vectors, XML.
         .testTarget(name: "StorageTests", dependencies: nio + [
-            "StorageCore", "ChunkManifest", "ObjectStore", "AWSCore", "S3ObjectStore",
+            "StorageCore", "ChunkManifest", "ObjectStore", "AWSCore", "S3ObjectStore", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
-        .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "passsage"]),
+        .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage"]),
+        // Helpers shared by the process-driving test suites: run a command, poll, free ports.
+        .target(name: "TestSupport", dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+                path: "Tests/TestSupport"),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import TestOrigin
 
 /// A TLS origin signed by a test CA, and a passsage that trusts that CA for upstream TLS.

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import NIOConcurrencyHelpers
 
 /// A `passsage` child process on 127.0.0.1 with an ephemeral port and its own CA directory.

@@ -3,6 +3,7 @@ import Foundation
 import ObjectStore
 import S3ObjectStore
 import StorageCore
+import TestSupport
 
 /// A moto_server process on 127.0.0.1 with IAM signature checking on, prepared by
 /// Fixtures/moto_setup.py. One per test that needs it; `stop()` ends it.
@@ -27,32 +28,25 @@ final class MotoServer: Sendable {
     }
 
     static func start() async throws -> MotoServer {
-        let port = try freePort()
+        let port = try unusedPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
         try process.run()
         let endpoint = "http://127.0.0.1:\(port)"
         do {
-            try await pollUntil(deadline: .seconds(30), "moto_server to listen on \(port)") { canConnect(port: port) }
-            let setup = Process()
-            setup.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            setup.arguments = ["python3", "\(fixtures)/moto_setup.py", endpoint, "passsage-tests"]
-            let output = Pipe()
-            setup.standardOutput = output
-            try setup.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            setup.waitUntilExit()
-            guard setup.terminationStatus == 0,
-                  let json = try JSONSerialization.jsonObject(with: data) as? [String: String] else {
-                throw TestSetupError("moto_setup.py failed (exit \(setup.terminationStatus)): \(String(decoding: data, as: UTF8.self))")
+            try await waitUntil(timeout: 30, "moto_server to listen on \(port)") { canConnect(port: port) }
+            let setup = try await run("/usr/bin/env", ["python3", "\(fixtures)/moto_setup.py", endpoint, "passsage-tests"], timeout: 60)
+            guard setup.status == 0,
+                  let json = try JSONSerialization.jsonObject(with: Data(setup.stdout.utf8)) as? [String: String] else {
+                throw HarnessError("moto_setup.py failed (exit \(setup.status)): \(setup.stderr)")
             }
             return MotoServer(endpoint: endpoint, process: process, setup: json)
         } catch {
             process.terminate()
-            process.waitUntilExit()
             throw error
         }
     }
@@ -69,45 +63,17 @@ final class MotoServer: Sendable {
 
     /// Lets the next `count` requests through unsigned (moto checks signatures on STS's
     /// AssumeRoleWithWebIdentity, which real STS does not).
-    func allowUnsignedRequests(_ count: Int) throws {
-        try curl(["-X", "POST", "--data-binary", String(count), "\(endpoint)/moto-api/reset-auth"])
+    func allowUnsignedRequests(_ count: Int) async throws {
+        let result = try await run("/usr/bin/env", ["curl", "-sS", "--fail", "-X", "POST", "-H", "Content-Type: text/plain", "--data-binary", String(count),
+                                                    "\(endpoint)/moto-api/reset-auth"], timeout: 10)
+        guard result.status == 0 else { throw HarnessError("moto reset-auth failed: \(result.stderr)") }
     }
 
-    func stop() {
+    /// Ends moto. (Foundation's `waitUntilExit` spins on the cooperative pool, so poll instead.)
+    func stop() async {
         process.terminate()
-        process.waitUntilExit()
+        try? await waitUntil(timeout: 10, "moto_server to exit") { !process.isRunning }
     }
-}
-
-struct TestSetupError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Polls `condition` every 50 ms until it holds or `deadline` passes.
-func pollUntil(deadline: Duration, _ what: String, _ condition: () async throws -> Bool) async throws {
-    let clock = ContinuousClock()
-    let end = clock.now + deadline
-    while clock.now < end {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw TestSetupError("timed out waiting for \(what)")
-}
-
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw TestSetupError("cannot find a free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 func canConnect(port: Int) -> Bool {
@@ -122,27 +88,5 @@ func canConnect(port: Int) -> Bool {
     }
 }
 
-/// A blocking HTTP call through curl, for test setup only.
-@discardableResult
-func curl(_ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["curl", "-sS", "--fail"] + arguments
-    let output = Pipe()
-    process.standardOutput = output
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw TestSetupError("curl \(arguments) failed") }
-    return String(decoding: data, as: UTF8.self)
-}
-
-/// The process's resident set size in bytes (Linux).
-func residentSetBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        let digits = line.filter(\.isNumber)
-        return (Int(digits) ?? 0) * 1024
-    }
-    return 0
-}
+/// This test process's resident set size in bytes.
+func residentSetBytes() -> Int { residentSetSize(pid: getpid()) ?? 0 }

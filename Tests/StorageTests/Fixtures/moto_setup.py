@@ -27,5 +27,5 @@ role = iam.create_role(RoleName="passsage-irsa", AssumeRolePolicyDocument=trust)
 iam.put_role_policy(RoleName="passsage-irsa", PolicyName="all", PolicyDocument=policy)
 boto3.client("s3", **common).create_bucket(Bucket=bucket)
 
-urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST")).read()
+urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"})).read()
 print(json.dumps({"accessKey": key["AccessKeyId"], "secretKey": key["SecretAccessKey"], "roleArn": role["Arn"]}))

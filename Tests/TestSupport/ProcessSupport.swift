@@ -2,21 +2,21 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// Errors from the test harness itself.
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct HarnessError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Result of a finished child process.
-struct ProcessResult {
-    let status: Int32
-    let stdout: String
-    let stderr: String
+public struct ProcessResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
 }
 
 /// Runs a command to completion on its own thread (never on the cooperative pool), killing it
 /// after `timeout` seconds.
-func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
          timeout: Double = 120) async throws -> ProcessResult {
     try await withCheckedThrowingContinuation { continuation in
         let thread = Thread {
@@ -53,7 +53,7 @@ func run(_ executable: String, _ arguments: [String], environment: [String: Stri
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.
-func waitUntil(timeout: Double, _ what: String, _ condition: () throws -> Bool) async throws {
+public func waitUntil(timeout: Double, _ what: String, _ condition: () throws -> Bool) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return }
@@ -62,14 +62,14 @@ func waitUntil(timeout: Double, _ what: String, _ condition: () throws -> Bool) 
     throw HarnessError("timed out after \(timeout)s waiting for \(what)")
 }
 
-func makeTemporaryDirectory() throws -> String {
+public func makeTemporaryDirectory() throws -> String {
     let path = NSTemporaryDirectory() + "passsage-test-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
 
 /// Resident set size of a process in bytes, from /proc.
-func residentSetSize(pid: Int32) -> Int? {
+public func residentSetSize(pid: Int32) -> Int? {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
     for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
         let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
@@ -79,7 +79,7 @@ func residentSetSize(pid: Int32) -> Int? {
 }
 
 /// A free TCP port on 127.0.0.1 that nothing listens on (bound and closed again).
-func unusedPort() throws -> Int {
+public func unusedPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
@@ -98,7 +98,7 @@ func unusedPort() throws -> Int {
 
 /// Sends raw bytes to 127.0.0.1:`port` and returns what comes back until the peer closes or
 /// `timeout` seconds pass without data.
-func rawExchange(port: Int, send bytes: [UInt8], timeout: Int = 5) throws -> String {
+public func rawExchange(port: Int, send bytes: [UInt8], timeout: Int = 5) throws -> String {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HarnessError("socket failed") }
     defer { close(fd) }
