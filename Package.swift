@@ -114,8 +114,15 @@ let package = Package(
         ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
         .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage"]),
-        // Helpers shared by the process-driving test suites: run a command, poll, free ports.
-        .target(name: "TestSupport", dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
-                path: "Tests/TestSupport"),
+        // Metadata-store contract suite: SQLite (two processes on one file) and Elasticsearch (fake).
+        .testTarget(name: "MetadataStoreTests", dependencies: nio + [
+            "MetadataStore", "FakeElasticsearch", "TestSupport", "sqlite-metadata-writer",
+        ]),
+        // Helpers shared by the test suites: run a command, poll, free ports, a tiny HTTP server.
+        .target(name: "TestSupport", dependencies: nio, path: "Tests/TestSupport"),
+        // A small Elasticsearch stand-in answering in ES's documented shapes; only MetadataStoreTests uses it.
+        .target(name: "FakeElasticsearch", dependencies: nio + ["TestSupport"], path: "Tests/FakeElasticsearch"),
+        // The second process of the SQLite two-process test.
+        .executableTarget(name: "sqlite-metadata-writer", dependencies: ["MetadataStore"], path: "Tests/SQLiteMetadataWriter"),
     ]
 )

@@ -117,7 +117,9 @@ public final class ElasticsearchMetadataStore: MetadataStore {
         var result = [String: MetadataFields]()
         for doc in docs {
             if let error = doc["error"] {
-                throw MetadataStoreError(.other, call: "_mget", message: "\(doc["_id"]?.stringValue ?? "?"): \(Self.reason(["error": error]))")
+                // A missing index shows up per document, inside a 200.
+                let kind: MetadataStoreError.Kind = error["type"]?.stringValue == "index_not_found_exception" ? .schemaMissing : .other
+                throw MetadataStoreError(kind, call: "_mget", message: "\(doc["_id"]?.stringValue ?? "?"): \(Self.reason(["error": error]))")
             }
             guard doc["found"]?.boolValue == true, let id = doc["_id"]?.stringValue else { continue }
             result[id] = (doc["_source"]?.objectValue ?? [:]).withoutNulls
@@ -149,6 +151,10 @@ public final class ElasticsearchMetadataStore: MetadataStore {
         for (index, item) in items.enumerated() {
             let result = item["update"] ?? item.objectValue?.values.first ?? .null
             guard let error = result["error"] else { continue }
+            if error["type"]?.stringValue == "index_not_found_exception" {
+                // Not an item problem: the whole batch failed for want of the index.
+                throw MetadataStoreError(.schemaMissing, call: "_bulk", status: 404, message: Self.reason(["error": error]))
+            }
             let id = result["_id"]?.stringValue ?? (index < updates.count ? updates[index].id : "?")
             failures.append(MetadataItemFailure(id: id, type: error["type"]?.stringValue ?? "unknown",
                                                 reason: error["reason"]?.stringValue ?? error.jsonText))
@@ -171,14 +177,15 @@ public final class ElasticsearchMetadataStore: MetadataStore {
 
     // MARK: Transport
 
-    /// Document ids contain `/` and other reserved characters: encode every byte but the unreserved.
+    /// Document ids contain `/` and other reserved characters: encode every byte but the
+    /// unreserved, and `.` too, so that ids `.` and `..` are not taken for dot segments.
     public static func encodeID(_ id: String) -> String {
         let hex = Array("0123456789ABCDEF".utf8)
         var out = [UInt8]()
         for byte in id.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "~"):
                 out.append(byte)
             default:
                 out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 15)]]

@@ -106,10 +106,11 @@ public final class SQLiteMetadataStore: MetadataStore {
         _ = try await rows("sqlite health", "SELECT count(*) AS n FROM sqlite_master")
     }
 
-    // New documents go through json_patch too, so nulls in the first write are dropped.
+    // New documents go through json_patch too, so nulls in the first write are dropped. The
+    // update patches with the raw ?2, not `excluded.fields`, whose nulls are already gone.
     private static let upsertSQL = """
         INSERT INTO documents (id, fields) VALUES (?1, json_patch('{}', ?2))
-        ON CONFLICT (id) DO UPDATE SET fields = json_patch(documents.fields, excluded.fields)
+        ON CONFLICT (id) DO UPDATE SET fields = json_patch(documents.fields, ?2)
         """
 
     private func run(_ call: String, _ sql: String, _ binds: [SQLiteData] = []) async throws {

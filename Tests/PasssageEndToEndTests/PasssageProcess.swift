@@ -14,12 +14,7 @@ final class PasssageProcess: @unchecked Sendable {
     var output: String { log.withLockedValue { $0 } }
 
     static var executable: String {
-        if let explicit = ProcessInfo.processInfo.environment["PASSSAGE_BIN"] { return explicit }
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var directory = testBinary.deletingLastPathComponent()
-        // macOS runs tests from inside an .xctest bundle.
-        while directory.path.contains(".xctest") { directory = directory.deletingLastPathComponent() }
-        return directory.appendingPathComponent("passsage").path
+        ProcessInfo.processInfo.environment["PASSSAGE_BIN"] ?? builtExecutable("passsage")
     }
 
     private init(process: Process, port: Int, caDirectory: String, log: NIOLockedValueBox<String>) {

@@ -62,6 +62,15 @@ public func waitUntil(timeout: Double, _ what: String, _ condition: () throws ->
     throw HarnessError("timed out after \(timeout)s waiting for \(what)")
 }
 
+/// The path of an executable product built alongside the running test binary.
+public func builtExecutable(_ name: String) -> String {
+    let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var directory = testBinary.deletingLastPathComponent()
+    // macOS runs tests from inside an .xctest bundle.
+    while directory.path.contains(".xctest") { directory = directory.deletingLastPathComponent() }
+    return directory.appendingPathComponent(name).path
+}
+
 public func makeTemporaryDirectory() throws -> String {
     let path = NSTemporaryDirectory() + "passsage-test-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

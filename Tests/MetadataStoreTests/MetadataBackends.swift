@@ -1,0 +1,63 @@
+import FakeElasticsearch
+import Foundation
+import MetadataStore
+import StorageCore
+import TestSupport
+
+enum MetadataBackend: String, CaseIterable, Sendable {
+    case sqlite
+    case elasticsearch
+}
+
+/// Retries that do not slow the tests down.
+let quickRetries = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(5), maxDelay: .milliseconds(20), totalBudget: .seconds(5))
+
+/// Runs `body` against a fresh, empty store of `backend` (no schema yet): a SQLite file in a
+/// temporary directory, or an index on a fake Elasticsearch node. Torn down afterwards.
+func withMetadataStore(_ backend: MetadataBackend, _ body: (any MetadataStore) async throws -> Void) async throws {
+    switch backend {
+    case .sqlite:
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteMetadataStore.open(path: directory + "/metadata.sqlite")
+        do { try await body(store) } catch {
+            try? await store.close()
+            throw error
+        }
+        try await store.close()
+    case .elasticsearch:
+        try await withFakeElasticsearch { fake, store in try await body(store) }
+    }
+}
+
+/// A fake Elasticsearch node and a store pointed at it.
+func withFakeElasticsearch(authentication: FakeElasticsearch.Authentication = .none,
+                           client: ElasticsearchMetadataStore.Configuration.Authentication = .none,
+                           retry: RetryPolicy = quickRetries,
+                           _ body: (FakeElasticsearch, ElasticsearchMetadataStore) async throws -> Void) async throws {
+    let fake = try await FakeElasticsearch.start(authentication: authentication)
+    let store: ElasticsearchMetadataStore
+    do {
+        store = try ElasticsearchMetadataStore(configuration: .init(url: fake.url, authentication: client, retry: retry))
+    } catch {
+        await fake.stop()
+        throw error
+    }
+    do { try await body(fake, store) } catch {
+        try? await store.shutdown()
+        await fake.stop()
+        throw error
+    }
+    try await store.shutdown()
+    await fake.stop()
+}
+
+/// The metadata error `body` throws, or a test failure if it throws something else or nothing.
+func metadataError(_ body: () async throws -> Void) async throws -> MetadataStoreError {
+    do {
+        try await body()
+    } catch let error as MetadataStoreError {
+        return error
+    }
+    throw HarnessError("expected a MetadataStoreError, but the call succeeded")
+}

@@ -1,0 +1,124 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One request as a test server sees it, body included (test traffic is small).
+public struct TestHTTPRequest: Sendable {
+    public let method: HTTPMethod
+    /// The request target as sent, query included.
+    public let uri: String
+    public let headers: HTTPHeaders
+    public let body: ByteBuffer
+
+    /// The path without the query.
+    public var path: Substring { uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0] }
+
+    /// The raw query string, or "" if there is none.
+    public var query: Substring {
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        return parts.count > 1 ? parts[1] : ""
+    }
+}
+
+/// What a test server answers. `.dropConnection` closes the connection without any response.
+public enum TestHTTPResponse: Sendable {
+    case reply(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer)
+    case dropConnection
+
+    public static func text(_ status: HTTPResponseStatus, _ text: String, contentType: String = "text/plain") -> TestHTTPResponse {
+        .reply(status: status, headers: ["Content-Type": contentType], body: ByteBuffer(string: text))
+    }
+}
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 whose every answer comes from `handler`. The
+/// building block of the fakes in the tests: credential endpoints, fault proxies, Elasticsearch.
+public final class TestHTTPServer: Sendable {
+    public typealias Handler = @Sendable (TestHTTPRequest) async -> TestHTTPResponse
+
+    private let channel: any Channel
+    public let port: Int
+    public var url: String { "http://127.0.0.1:\(port)" }
+
+    private init(channel: any Channel, port: Int) {
+        self.channel = channel
+        self.port = port
+    }
+
+    public static func start(maximumBodySize: Int = 64 << 20, handler: @escaping Handler) async throws -> TestHTTPServer {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(
+                        TestHTTPServerHandler(maximumBodySize: maximumBodySize, handler: handler))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        guard let port = channel.localAddress?.port else { throw HarnessError("test server has no port") }
+        return TestHTTPServer(channel: channel, port: port)
+    }
+
+    public func stop() async {
+        try? await channel.close()
+    }
+}
+
+/// Collects one request, asks the handler, writes the answer; the pipeline handler NIO adds
+/// holds back the next request until this answer is complete.
+private final class TestHTTPServerHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let maximumBodySize: Int
+    private let handler: TestHTTPServer.Handler
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+
+    init(maximumBodySize: Int, handler: @escaping TestHTTPServer.Handler) {
+        self.maximumBodySize = maximumBodySize
+        self.handler = handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body.clear()
+        case .body(var part):
+            guard body.readableBytes + part.readableBytes <= maximumBodySize else {
+                context.close(promise: nil)
+                return
+            }
+            body.writeBuffer(&part)
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let request = TestHTTPRequest(method: head.method, uri: head.uri, headers: head.headers, body: body)
+            let handler = self.handler
+            context.eventLoop.makeFutureWithTask { await handler(request) }
+                .assumeIsolated()
+                .whenSuccess { response in
+                    self.write(response, keepAlive: head.isKeepAlive, isHead: head.method == .HEAD, context: context)
+                }
+        }
+    }
+
+    private func write(_ response: TestHTTPResponse, keepAlive: Bool, isHead: Bool, context: ChannelHandlerContext) {
+        guard case .reply(let status, var headers, let body) = response else {
+            context.close(promise: nil)
+            return
+        }
+        headers.remove(name: "Transfer-Encoding")
+        // A HEAD answer keeps the length of the body it does not carry.
+        if !(isHead && headers.contains(name: "Content-Length")) {
+            headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
+        }
+        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+}
