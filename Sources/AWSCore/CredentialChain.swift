@@ -17,8 +17,10 @@ public enum CredentialChain {
         public let source: String
     }
 
+    /// `now` (epoch seconds) decides when expiring credentials are refreshed; tests move it.
     public static func resolve(environment: [String: String], httpClient: HTTPClient,
-                               timeouts: CredentialTimeouts = .init()) throws -> Resolved {
+                               timeouts: CredentialTimeouts = .init(),
+                               now: @escaping @Sendable () -> Int64 = { Int64(epochSeconds()) }) throws -> Resolved {
         if let credentials = try EnvironmentCredentials.read(environment) {
             return Resolved(provider: StaticCredentialProvider(credentials), source: "environment")
         }
@@ -27,16 +29,16 @@ public enum CredentialChain {
                             source: "shared credentials file (profile \(credentials.profile))")
         }
         if let source = WebIdentityCredentialSource(environment: environment, httpClient: httpClient, timeouts: timeouts) {
-            return Resolved(provider: RefreshingCredentialProvider { try await source.fetch() }, source: "web identity (\(source.roleARN))")
+            return Resolved(provider: RefreshingCredentialProvider(now: now) { try await source.fetch() }, source: "web identity (\(source.roleARN))")
         }
         if let source = try ContainerCredentialSource(environment: environment, httpClient: httpClient, timeouts: timeouts) {
-            return Resolved(provider: RefreshingCredentialProvider { try await source.fetch() }, source: "container credentials")
+            return Resolved(provider: RefreshingCredentialProvider(now: now) { try await source.fetch() }, source: "container credentials")
         }
         if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" {
             throw CredentialError(source: "chain", message: "no credentials in the environment, a credentials file, web identity or container settings, and instance metadata is disabled")
         }
         let source = InstanceMetadataCredentialSource(environment: environment, httpClient: httpClient, timeouts: timeouts)
-        return Resolved(provider: RefreshingCredentialProvider { try await source.fetch() }, source: "EC2 instance metadata")
+        return Resolved(provider: RefreshingCredentialProvider(now: now) { try await source.fetch() }, source: "EC2 instance metadata")
     }
 }
 

@@ -77,6 +77,11 @@ struct ContainerCredentialSource: Sendable {
             guard full.hasPrefix("http://") || full.hasPrefix("https://") else {
                 throw CredentialError(source: "container", message: "AWS_CONTAINER_CREDENTIALS_FULL_URI must be an http(s) URL")
             }
+            // As the AWS SDKs do: the token travels in clear over http, so only to the hosts
+            // the container agents use.
+            if full.hasPrefix("http://"), !Self.isAllowedPlainHTTPHost(full) {
+                throw CredentialError(source: "container", message: "AWS_CONTAINER_CREDENTIALS_FULL_URI over http must point at a loopback address, 169.254.170.2, 169.254.170.23 or fd00:ec2::23, not \(full)")
+            }
             url = full
         } else {
             return nil
@@ -85,6 +90,21 @@ struct ContainerCredentialSource: Sendable {
         token = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         self.httpClient = httpClient
         self.timeouts = timeouts
+    }
+
+    static func isAllowedPlainHTTPHost(_ url: String) -> Bool {
+        let authority = url.dropFirst("http://".count).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let host: Substring
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
+            host = authority[authority.index(after: authority.startIndex)..<close]
+        } else {
+            host = authority.prefix { $0 != ":" }
+        }
+        let lowered = host.lowercased()
+        let octets = lowered.split(separator: ".", omittingEmptySubsequences: false)
+        let isLoopbackV4 = octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+        if isLoopbackV4 || lowered == "localhost" || lowered == "::1" { return true }
+        return ["169.254.170.2", "169.254.170.23", "fd00:ec2::23"].contains(lowered)
     }
 
     func fetch() async throws -> AWSCredentials {
