@@ -20,11 +20,7 @@ func withMetadataStore(_ backend: MetadataBackend, _ body: (any MetadataStore) a
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let store = try await SQLiteMetadataStore.open(path: directory + "/metadata.sqlite")
-        do { try await body(store) } catch {
-            try? await store.close()
-            throw error
-        }
-        try await store.close()
+        try await withTeardown({ try await body(store) }) { try? await store.close() }
     case .elasticsearch:
         try await withFakeElasticsearch { fake, store in try await body(store) }
     }
@@ -43,21 +39,13 @@ func withFakeElasticsearch(authentication: FakeElasticsearch.Authentication = .n
         await fake.stop()
         throw error
     }
-    do { try await body(fake, store) } catch {
+    try await withTeardown({ try await body(fake, store) }) {
         try? await store.shutdown()
         await fake.stop()
-        throw error
     }
-    try await store.shutdown()
-    await fake.stop()
 }
 
 /// The metadata error `body` throws, or a test failure if it throws something else or nothing.
 func metadataError(_ body: () async throws -> Void) async throws -> MetadataStoreError {
-    do {
-        try await body()
-    } catch let error as MetadataStoreError {
-        return error
-    }
-    throw HarnessError("expected a MetadataStoreError, but the call succeeded")
+    try await thrownError(MetadataStoreError.self, body)
 }

@@ -27,7 +27,7 @@ import Testing
         ])
         let resolved = try CredentialChain.resolve(environment: environment, httpClient: httpClient, now: clock.read)
         let store = try moto.makeStore(credentials: resolved.provider)
-        do {
+        try await withTeardown({
             #expect(resolved.source == "web identity (\(moto.roleARN))")
             let provider = try #require(resolved.provider as? RefreshingCredentialProvider)
 
@@ -58,15 +58,11 @@ import Testing
             let refused = await #expect(throws: ObjectStoreError.self) { _ = try await forger.head("irsa/two") }
             try await forger.shutdown()
             #expect(refused?.kind == .accessDenied, "\(String(describing: refused))")
-        } catch {
+        }) {
             try? await store.shutdown()
             try? await httpClient.shutdown()
             await moto.stop()
-            throw error
         }
-        try await store.shutdown()
-        try await httpClient.shutdown()
-        await moto.stop()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -105,7 +101,7 @@ import Testing
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint.url + "/v1/credentials",
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile,
         ])
-        do {
+        try await withTeardown({
             let resolved = try CredentialChain.resolve(environment: environment, httpClient: httpClient, now: clock.read)
             #expect(resolved.source == "container credentials")
             let first = try await resolved.provider.credentials()
@@ -128,13 +124,10 @@ import Testing
             await #expect { _ = try await resolved.provider.credentials() } throws: { error in
                 "\(error)".contains("answered 401") && "\(error)".contains("AccessDenied")
             }
-        } catch {
+        }) {
             try? await httpClient.shutdown()
             await endpoint.stop()
-            throw error
         }
-        try await httpClient.shutdown()
-        await endpoint.stop()
 
         #expect(throws: CredentialError.self) {
             try CredentialChain.resolve(environment: isolatedEnvironment(directory, [
@@ -170,7 +163,7 @@ import Testing
             }
         }
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
-        do {
+        try await withTeardown({
             let environment = isolatedEnvironment(directory, ["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url + "/"],
                                                   allowInstanceMetadata: true)
             let resolved = try CredentialChain.resolve(environment: environment, httpClient: httpClient, now: clock.read)
@@ -184,13 +177,10 @@ import Testing
             let round = ["PUT /latest/api/token", "GET /latest/meta-data/iam/security-credentials/",
                          "GET /latest/meta-data/iam/security-credentials/passsage-node-role"]
             #expect(log.withLockedValue { $0 } == round + round)
-        } catch {
+        }) {
             try? await httpClient.shutdown()
             await imds.stop()
-            throw error
         }
-        try await httpClient.shutdown()
-        await imds.stop()
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -116,17 +116,11 @@ func withFaultProxy(retry: RetryPolicy, multipartThreshold: Int64 = 12 << 20,
         await moto.stop()
         throw error
     }
-    do {
-        try await body(proxy, store)
-    } catch {
+    try await withTeardown({ try await body(proxy, store) }) {
         try? await store.shutdown()
         await proxy.stop()
         await moto.stop()
-        throw error
     }
-    try await store.shutdown()
-    await proxy.stop()
-    await moto.stop()
 }
 
 func isMethod(_ method: HTTPMethod) -> @Sendable (TestHTTPRequest) -> Bool {
@@ -139,10 +133,5 @@ func queryContains(_ text: String) -> @Sendable (TestHTTPRequest) -> Bool {
 
 /// The object-store error `body` throws; anything else fails the test.
 func objectStoreError(_ body: () async throws -> Void) async throws -> ObjectStoreError {
-    do {
-        try await body()
-    } catch let error as ObjectStoreError {
-        return error
-    }
-    throw HarnessError("expected an ObjectStoreError, but the call succeeded")
+    try await thrownError(ObjectStoreError.self, body)
 }

@@ -24,15 +24,10 @@ func withObjectStore(_ backend: ObjectBackend, _ body: (any ObjectStore) async t
         let moto = try await MotoServer.start()
         let store: S3ObjectStore
         do { store = try moto.makeStore() } catch { await moto.stop(); throw error }
-        do {
-            try await body(store)
-        } catch {
+        try await withTeardown({ try await body(store) }) {
             try? await store.shutdown()
             await moto.stop()
-            throw error
         }
-        try await store.shutdown()
-        await moto.stop()
     }
 }
 

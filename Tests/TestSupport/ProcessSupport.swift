@@ -136,3 +136,26 @@ public func rawExchange(port: Int, send bytes: [UInt8], timeout: Int = 5) throws
     }
     return String(decoding: received, as: UTF8.self)
 }
+
+/// Runs `body`, then `teardown` whether `body` threw or not.
+public func withTeardown<T>(_ body: () async throws -> T, teardown: () async -> Void) async throws -> T {
+    let result: T
+    do {
+        result = try await body()
+    } catch {
+        await teardown()
+        throw error
+    }
+    await teardown()
+    return result
+}
+
+/// The error of type `E` that `body` throws; throws if it succeeds or throws something else.
+public func thrownError<E: Error>(_ type: E.Type, _ body: () async throws -> Void) async throws -> E {
+    do {
+        try await body()
+    } catch let error as E {
+        return error
+    }
+    throw HarnessError("expected \(E.self), but the call succeeded")
+}
