@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "passsage", targets: ["passsage"]),
+        .executable(name: "xs3lerator", targets: ["xs3lerator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
@@ -75,6 +76,21 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Pure download planning: chunk plans, chunk ownership, the concurrency ramp, ranges, sizes.
+        .target(name: "DownloadPlanning", dependencies: ["StorageCore"]),
+        // The data plane's download engine: upstream clients, chunk files, parallel range download.
+        .target(name: "DownloadEngine", dependencies: nio + [
+            "DownloadPlanning", "StorageCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
+        // xs3lerator's HTTP service: routing, contract headers, responses, graceful shutdown.
+        .target(name: "Xs3leratorService", dependencies: nio + [
+            "DownloadEngine", "DownloadPlanning",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // Our own origin server for tests and benchmarks (TLS, sizes, rates, stalls, uploads).
         .target(name: "TestOrigin", dependencies: nio + [
             "CertificateAuthority",
@@ -89,9 +105,21 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/BenchTool"),
+        // The data plane's CLI only.
+        .executableTarget(name: "xs3lerator", dependencies: [
+            "Xs3leratorService", "DownloadEngine", "DownloadPlanning", "CommandLineSupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // What both command lines share: option values from flags or the environment, one-line errors.
+        .target(name: "CommandLineSupport", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // The CLI only.
         .executableTarget(name: "passsage", dependencies: [
-            "ForwardProxy",
+            "ForwardProxy", "CommandLineSupport",
             "CertificateAuthority",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -108,7 +136,7 @@ let package = Package(
         .testTarget(name: "OnboardingTests", dependencies: ["Onboarding"]),
         // Pure storage logic: manifest codec, ranges, keys, SigV4 against botocore vectors, XML.
         .testTarget(name: "StorageTests", dependencies: nio + [
-            "StorageCore", "ChunkManifest", "ObjectStore", "AWSCore", "S3ObjectStore", "TestSupport",
+            "StorageCore", "ChunkManifest", "ObjectStore", "AWSCore", "S3ObjectStore", "TestSupport", "object-store-streamer",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], exclude: ["Fixtures"]),
@@ -122,6 +150,10 @@ let package = Package(
         .target(name: "TestSupport", dependencies: nio, path: "Tests/TestSupport"),
         // A small Elasticsearch stand-in answering in ES's documented shapes; only MetadataStoreTests uses it.
         .target(name: "FakeElasticsearch", dependencies: nio + ["TestSupport"], path: "Tests/FakeElasticsearch"),
+        // Streams 100 MiB through a store in a process of its own, to measure its peak memory alone.
+        .executableTarget(name: "object-store-streamer", dependencies: [
+            "ObjectStore", "S3ObjectStore", "AWSCore", "StorageCore", .product(name: "Crypto", package: "swift-crypto"),
+        ], path: "Tests/ObjectStoreStreamer"),
         // The second process of the SQLite two-process test.
         .executableTarget(name: "sqlite-metadata-writer", dependencies: ["MetadataStore"], path: "Tests/SQLiteMetadataWriter"),
     ]

@@ -10,22 +10,27 @@ import NIOSSL
 /// - `GET /small`: `ok\n`.
 /// - `GET /bytes/N[?rate=B&delay=MS]`: N deterministic bytes (`OriginContent`), optionally capped at
 ///   B bytes/s per connection, after an optional delay before the response head.
+/// - `GET|HEAD /object/N?...`: N bytes with range support and faults to order (`ObjectResponse`).
+/// - `GET /redirect/K/<rest>`: K chained 302s, then `/<rest>`.
 /// - `POST|PUT /upload`: reads the body and answers `sha256=<hex> bytes=<n>`.
 /// - `GET /headers`: the request headers, one `name: value` per line.
 /// - `GET /stall`: accepts the request and never answers.
-/// - `GET /status/N`: an empty response with status N.
+/// - `GET /status/N[?body=T]`: status N with body T (default empty).
 public final class TestOriginServer: Sendable {
     public let channel: Channel
     private let openConnections: NIOLockedValueBox<Int>
+    /// Transfers, bytes and ranges served, across connections.
+    public let stats: OriginStats
 
     public var port: Int { channel.localAddress!.port! }
 
     /// Connections open right now (to check that a cancelled download closed its upstream).
     public var connectionCount: Int { openConnections.withLockedValue { $0 } }
 
-    private init(channel: Channel, openConnections: NIOLockedValueBox<Int>) {
+    private init(channel: Channel, openConnections: NIOLockedValueBox<Int>, stats: OriginStats) {
         self.channel = channel
         self.openConnections = openConnections
+        self.stats = stats
     }
 
     public static func start(
@@ -36,6 +41,7 @@ public final class TestOriginServer: Sendable {
     ) async throws -> TestOriginServer {
         let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let counter = NIOLockedValueBox(0)
+        let stats = OriginStats()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 512)
@@ -48,12 +54,12 @@ public final class TestOriginServer: Sendable {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(OriginHandler())
+                    try channel.pipeline.syncOperations.addHandler(OriginHandler(stats: stats))
                 }
             }
             .bind(host: host, port: port)
             .get()
-        return TestOriginServer(channel: channel, openConnections: counter)
+        return TestOriginServer(channel: channel, openConnections: counter, stats: stats)
     }
 
     public func stop() async {

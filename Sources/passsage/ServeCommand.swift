@@ -1,5 +1,6 @@
 import ArgumentParser
 import CertificateAuthority
+import CommandLineSupport
 import ForwardProxy
 import Logging
 import NIOCore
@@ -106,9 +107,9 @@ struct Settings {
 
     init(command c: ServeCommand, environment: [String: String]) throws {
         let env = EnvironmentResolver(environment: environment)
-        proxy.port = try OptionChecks.port(try env.value(c.port, "PASSSAGE_PORT", option: "--port") ?? 8080, option: "--port")
+        proxy.port = try PortOption.check(try env.value(c.port, "PASSSAGE_PORT", option: "--port") ?? 8080, option: "--port")
         proxy.bindHost = try env.value(c.bind, "PASSSAGE_HOST", option: "--bind") ?? "0.0.0.0"
-        proxy.healthPort = try OptionChecks.port(
+        proxy.healthPort = try PortOption.check(
             try env.value(c.healthPort, "PASSSAGE_HEALTH_PORT", option: "--health-port") ?? 8082, option: "--health-port")
         proxy.healthHost = try env.value(c.healthHost, "PASSSAGE_HEALTH_HOST", option: "--health-host") ?? "0.0.0.0"
         mitmCA = try env.value(c.mitmCA, "PASSSAGE_MITM_CA", option: "--mitm-ca")

@@ -46,7 +46,7 @@ final class MotoServer: Sendable {
             }
             return MotoServer(endpoint: endpoint, process: process, setup: json)
         } catch {
-            process.terminate()
+            forceKill(process)
             throw error
         }
     }
@@ -69,9 +69,10 @@ final class MotoServer: Sendable {
         guard result.status == 0 else { throw HarnessError("moto reset-auth failed: \(result.stderr)") }
     }
 
-    /// Ends moto. (Foundation's `waitUntilExit` spins on the cooperative pool, so poll instead.)
+    /// Ends moto, with SIGKILL (see `forceKill`). Foundation's `waitUntilExit` spins on the
+    /// cooperative pool, so poll instead.
     func stop() async {
-        process.terminate()
+        forceKill(process)
         try? await waitUntil(timeout: 10, "moto_server to exit") { !process.isRunning }
     }
 }
@@ -87,6 +88,3 @@ func canConnect(port: Int) -> Bool {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
 }
-
-/// This test process's resident set size in bytes.
-func residentSetBytes() -> Int { residentSetSize(pid: getpid()) ?? 0 }

@@ -52,30 +52,10 @@ func text(_ download: ObjectDownload) async throws -> String {
     String(buffer: try await download.body.collect(upTo: 1 << 20))
 }
 
-/// Tracks the highest resident set size seen while it runs.
-final class PeakMemory: @unchecked Sendable {
-    private let lock = NSLock()
-    private var peak = 0
-    private var task: Task<Void, Never>?
-
-    func start() {
-        task = Task { [self] in
-            while !Task.isCancelled {
-                let now = residentSetBytes()
-                lock.withLock { peak = max(peak, now) }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-        }
-    }
-
-    func stop() -> Int {
-        task?.cancel()
-        return lock.withLock { max(peak, residentSetBytes()) }
-    }
-}
-
 @Suite("Object store contract", .serialized)
 struct ObjectStoreContractTests {
+    /// The streaming runs in a process of its own (`object-store-streamer`): its peak RSS then
+    /// measures the store alone, not the other suites running in this process.
     @Test(arguments: ObjectBackend.allCases)
     func streams100MiBWithBoundedMemory(_ backend: ObjectBackend) async throws {
         let directory = try temporaryDirectory()
@@ -83,23 +63,28 @@ struct ObjectStoreContractTests {
         let path = directory + "/payload"
         let size: Int64 = 100 << 20
         let expected = try writeDeterministicFile(path, size: size)
-        try await withObjectStore(backend) { store in
-            let baseline = residentSetBytes()
-            let memory = PeakMemory()
-            memory.start()
-            try await store.put("big/object", payload: .file(path: path), length: size)
-            let download = try await store.get("big/object")
-            #expect(download.info.size == size)
-            #expect(download.contentLength == size)
-            let (count, digest) = try await drain(download.body)
-            let peak = memory.stop()
-            #expect(count == size)
-            #expect(digest == expected)
-            #expect(peak - baseline < 64 << 20, "RSS grew by \((peak - baseline) >> 20) MiB while moving 100 MiB")
-            if backend == .s3 {
-                // Above the 12 MiB threshold: a multipart upload, whose ETag ends in -<parts>.
-                #expect(try await store.head("big/object").etag?.hasSuffix("-20") == true)
-            }
+        let streamer = builtExecutable("object-store-streamer")
+        let result: ProcessResult
+        switch backend {
+        case .localDirectory:
+            result = try await run(streamer, ["local", directory + "/objects", path, String(size)])
+        case .s3:
+            let moto = try await MotoServer.start()
+            result = try await withTeardown({
+                try await run(streamer, ["s3", moto.endpoint, moto.bucket, moto.accessKey, moto.secretKey, path, String(size),
+                                         String(12 << 20)])
+            }) { await moto.stop() }
+        }
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        let fields = result.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        try #require(fields.count == 5, "\(result.stdout)")
+        #expect(fields[0] == expected)
+        #expect(fields[1] == String(size))
+        let growth = (Int(fields[3]) ?? 0) - (Int(fields[2]) ?? 0)
+        #expect(growth < 64 << 20, "peak RSS grew by \(growth >> 20) MiB while moving 100 MiB")
+        if backend == .s3 {
+            // Above the 12 MiB threshold: a multipart upload, whose ETag ends in -<parts>.
+            #expect(fields[4].hasSuffix("-20"), "\(fields[4])")
         }
     }
 

@@ -31,7 +31,7 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
                 process.standardError = err
                 process.standardInput = FileHandle.nullDevice
                 try process.run()
-                let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+                let killer = DispatchWorkItem { if process.isRunning { forceKill(process) } }
                 DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
                 let errData = NIOLockedValueBox(Data())
                 let errReader = Thread { errData.withLockedValue { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
@@ -50,6 +50,12 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
         }
         thread.start()
     }
+}
+
+/// Ends a child with SIGKILL. Children of the test process inherit its blocked signal mask, in
+/// which SIGTERM is blocked: a non-Swift child (moto's python, curl) would never see `terminate()`.
+public func forceKill(_ process: Process) {
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.

@@ -1,0 +1,193 @@
+import AsyncHTTPClient
+import DownloadPlanning
+import NIOCore
+
+/// Bytes on their way into one chunk file: gathered up to a piece, then written at once and
+/// recorded, so readers see progress in pieces and the thread pool is not asked per packet.
+struct StagedChunkWrite {
+    let chunk: Int
+    let writer: ChunkBoard.Writer
+    let chunkStart: Int64
+    /// Object offset of the first staged byte.
+    private(set) var offset: Int64
+    private var staging: ByteBuffer
+
+    init(chunk: Int, writer: ChunkBoard.Writer, chunkStart: Int64, offset: Int64, capacity: Int) {
+        self.chunk = chunk
+        self.writer = writer
+        self.chunkStart = chunkStart
+        self.offset = offset
+        self.staging = ByteBufferAllocator().buffer(capacity: capacity)
+    }
+
+    var stagedBytes: Int { staging.readableBytes }
+
+    mutating func append(_ slice: inout ByteBuffer) {
+        staging.writeBuffer(&slice)
+    }
+
+    /// Writes what is staged and records it on the board.
+    mutating func flush(into download: ChunkedDownload) async throws {
+        guard staging.readableBytes > 0 else { return }
+        let count = Int64(staging.readableBytes)
+        let file = try download.chunkFile(chunk)
+        try await file.write(staging, at: offset - chunkStart)
+        let (chunk, writer) = (self.chunk, self.writer)
+        download.coordinator.update { _ = $0.board.record(count, of: chunk, by: writer) }
+        offset += count
+        staging.clear()
+    }
+}
+
+extension ChunkedDownload {
+    /// The file of chunk `index`, created on first use.
+    func chunkFile(_ index: Int) throws -> TemporaryChunkFile {
+        try coordinator.update { state in
+            if let file = state.files[index] { return file }
+            if let failure = state.failure { throw failure }
+            let file = try TemporaryChunkFile(directory: settings.temporaryDirectory)
+            state.files[index] = file
+            return file
+        }
+    }
+
+    /// Writes a range body into chunk `index`, starting at object offset `from`; returns the
+    /// offset after the last byte written. More bytes than the chunk holds is an error.
+    func writeBody(_ body: HTTPClientResponse.Body, chunk index: Int, from: Int64, writer: ChunkBoard.Writer,
+                   url: String) async throws -> Int64 {
+        let end = plan.range(of: index).upperBound
+        var staged = StagedChunkWrite(chunk: index, writer: writer, chunkStart: plan.range(of: index).lowerBound,
+                                      offset: from, capacity: settings.pieceSize)
+        var position = from
+        do {
+            for try await var buffer in body {
+                guard position + Int64(buffer.readableBytes) <= end else {
+                    throw UpstreamError(.badRangeResponse, url: url, message: "range body longer than asked for")
+                }
+                position += Int64(buffer.readableBytes)
+                staged.append(&buffer)
+                if staged.stagedBytes >= settings.pieceSize { try await staged.flush(into: self) }
+            }
+        } catch let error as UpstreamError {
+            try? await staged.flush(into: self)
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // Keep the verified bytes that arrived; the chunk resumes from there.
+            try? await staged.flush(into: self)
+            if Task.isCancelled { throw CancellationError() }
+            throw UpstreamError.classify(error, url: url, connectTimeout: rangeRequest.connectTimeout, readTimeout: rangeRequest.readTimeout)
+                .asTruncation
+        }
+        try await staged.flush(into: self)
+        return position
+    }
+
+    /// Streams a body that starts at object offset `start` into the chunks it covers, in order.
+    /// Chunks already done, or not needed, are read past when `skipUnneeded` (else the stream
+    /// stops there); a chunk another writer holds stops the stream, at that chunk's boundary.
+    /// Returns whether the stream reached the end of the object.
+    func consumeInOrder(_ body: HTTPClientResponse.Body, from start: Int64, url: String, skipUnneeded: Bool) async throws -> Bool {
+        var position = start
+        var staged: StagedChunkWrite?
+        defer { coordinator.update { $0.board.releaseAll(by: .stream) } }
+        do {
+            for try await var buffer in body {
+                while buffer.readableBytes > 0 {
+                    guard position < plan.totalSize else {
+                        throw UpstreamError(.other, url: url, message: "body longer than its Content-Length")
+                    }
+                    let index = plan.chunk(containing: position)
+                    let chunkEnd = plan.range(of: index).upperBound
+                    if staged?.chunk != index {
+                        if var previous = staged {
+                            try await previous.flush(into: self)
+                            staged = nil
+                        }
+                        switch try await acquireForStream(index, at: position, skipUnneeded: skipUnneeded) {
+                        case .stop:
+                            return false
+                        case .skip(let count):
+                            let n = Int(min(Int64(buffer.readableBytes), count))
+                            buffer.moveReaderIndex(forwardBy: n)
+                            position += Int64(n)
+                            continue
+                        case .write:
+                            staged = StagedChunkWrite(chunk: index, writer: .stream, chunkStart: plan.range(of: index).lowerBound,
+                                                      offset: position, capacity: settings.pieceSize)
+                        }
+                    }
+                    let n = Int(min(Int64(buffer.readableBytes), chunkEnd - position))
+                    var slice = buffer.readSlice(length: n)!
+                    staged!.append(&slice)
+                    position += Int64(n)
+                    if staged!.stagedBytes >= settings.pieceSize || position == chunkEnd {
+                        try await staged!.flush(into: self)
+                    }
+                    if position == chunkEnd { staged = nil }
+                }
+            }
+            if var last = staged { try await last.flush(into: self) }
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            if var last = staged { try? await last.flush(into: self) }
+            if Task.isCancelled { throw CancellationError() }
+            let failure = UpstreamError.classify(error, url: url, connectTimeout: rangeRequest.connectTimeout,
+                                                 readTimeout: rangeRequest.readTimeout)
+            // A stalled origin ends the download; a broken stream leaves what it verified and
+            // the rest is resumed by others.
+            if !failure.asTruncation.isRetryable { throw failure }
+            return false
+        }
+        return position == plan.totalSize
+    }
+
+    enum StreamStep {
+        case write
+        case skip(Int64)
+        case stop
+    }
+
+    /// Decides what the in-order stream does at object offset `position` of chunk `index`;
+    /// waits while the chunk lies beyond the read-ahead window.
+    func acquireForStream(_ index: Int, at position: Int64, skipUnneeded: Bool) async throws -> StreamStep {
+        let readAhead = settings.readAhead
+        while true {
+            let step: StreamStep? = coordinator.update { state in
+                let slot = state.board.slots[index]
+                if state.board.isComplete { return .stop }
+                if slot.writer == .stream || (slot.writer == nil && !slot.isDone && slot.isNeeded) {
+                    guard slot.range.lowerBound < state.readerOffset + readAhead else { return nil }
+                    if slot.writer == nil { _ = state.board.claim(index, by: .stream) }
+                    // Hold the next chunk too, so a probe does not cut the stream at once.
+                    if index + 1 < state.board.slots.count, state.board.slots[index + 1].range.lowerBound < state.readerOffset + readAhead {
+                        _ = state.board.claim(index + 1, by: .stream)
+                    }
+                    let resume = state.board.slots[index].resumeOffset
+                    return position < resume ? .skip(resume - position) : .write
+                }
+                if slot.writer != nil { return .stop }
+                return skipUnneeded ? .skip(slot.range.upperBound - position) : .stop
+            }
+            if let step { return step }
+            try await coordinator.wait { state in
+                state.board.isComplete || state.board.slots[index].range.lowerBound < state.readerOffset + readAhead
+            }
+        }
+    }
+}
+
+extension UpstreamError {
+    /// Worth another attempt from the last verified byte: a bad or broken answer, a refused
+    /// connection. Timeouts, TLS failures and a changed object are not.
+    var isRetryable: Bool {
+        [.badRangeResponse, .truncated, .connectFailed, .other].contains(kind)
+    }
+
+    /// A broken body is a truncation whatever the transport called it.
+    var asTruncation: UpstreamError {
+        kind == .readTimeout ? self : UpstreamError(.truncated, url: url, message: message)
+    }
+}

@@ -1,0 +1,248 @@
+import AsyncHTTPClient
+import DownloadPlanning
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import StorageCore
+
+/// One download of an object of known size into chunk files, served to one client as it fills.
+///
+/// The first, plain GET streams the object in order (`ChunkBoard.Writer.stream`). When the
+/// origin can serve ranges, a probe range GET confirms it and range workers, admitted by the
+/// `ConcurrencyRamp`, fetch the remaining chunks in claim order; the first stream stops at the
+/// first chunk a worker holds, that is at a chunk boundary. Every range answer is checked (206,
+/// the exact `Content-Range`, the exact length, the same validator); a bad or short answer is
+/// retried from the last verified byte, and a chunk that keeps failing sends the download back
+/// to one sequential stream. Nothing is fetched beyond `readAhead` past the client, and chunk
+/// files behind the client are released at once.
+public final class ChunkedDownload: Sendable {
+    public let plan: ChunkPlan
+    /// The object bytes the client gets.
+    public let span: ClosedRange<Int64>
+    let settings: DownloadSettings
+    let fetcher: UpstreamFetcher
+    /// The request that produced the first response, for ranges: same URL (after redirects) and headers.
+    let rangeRequest: UpstreamRequest
+    /// Strong ETag (or Last-Modified) of the first response: sent as `If-Range` and compared.
+    let validator: (etag: String?, lastModified: String?)
+    let coordinator: DownloadCoordinator
+    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+    /// Builds the download for a 200 `initial` response of `size` bytes, of which the client
+    /// wants `span`. `rangesAdvertised` is nil when the origin said nothing about ranges.
+    public init(size: Int64, span: ClosedRange<Int64>, initialHeaders: HTTPHeaders, request: UpstreamRequest,
+                fetcher: UpstreamFetcher, settings: DownloadSettings, now: Double) {
+        let plan = ChunkPlan(totalSize: size, preferredChunkSize: settings.chunkSize)
+        let needed = plan.chunks(overlapping: span)
+        self.plan = plan
+        self.span = span
+        self.settings = settings
+        self.fetcher = fetcher
+        var rangeRequest = request
+        rangeRequest.followRedirects = false
+        rangeRequest.method = .GET
+        for name in ["Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since"] {
+            rangeRequest.headers.remove(name: name)
+        }
+        self.rangeRequest = rangeRequest
+        let etag = initialHeaders.first(name: "ETag").flatMap { $0.hasPrefix("W/") ? nil : $0 }
+        self.validator = (etag, initialHeaders.first(name: "Last-Modified"))
+        self.coordinator = DownloadCoordinator(DownloadState(
+            board: ChunkBoard(plan: plan, needed: needed, priority: needed),
+            ramp: ConcurrencyRamp(maximum: settings.concurrency, settings: settings.ramp, now: now),
+            readerOffset: span.lowerBound))
+    }
+
+    /// Starts fetching: `initial` is the first response's body (object offset 0). `parallel`
+    /// allows range workers (the origin advertised or did not deny ranges).
+    public func start(initial: HTTPClientResponse.Body, parallel: Bool) {
+        let work = Task { await self.run(initial: initial, parallel: parallel) }
+        task.withLockedValue { $0 = work }
+    }
+
+    /// Stops everything and releases every chunk file. Safe to call more than once.
+    public func finish() {
+        task.withLockedValue { $0 }?.cancel()
+        coordinator.update { state in
+            for file in state.files.values { file.close() }
+            state.files.removeAll()
+            if state.failure == nil, !state.board.isComplete { state.failure = CancellationError() }
+        }
+    }
+
+    /// Chunk files open right now (for tests and stats).
+    public var openChunkFiles: Int { coordinator.read { $0.files.count } }
+
+    // MARK: Orchestration
+
+    private func run(initial: HTTPClientResponse.Body, parallel: Bool) async {
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    _ = try await self.consumeInOrder(initial, from: 0, url: self.rangeRequest.url, skipUnneeded: !parallel)
+                }
+                if parallel && plan.count > 1 {
+                    group.addTask { try await self.runWorkers() }
+                } else {
+                    coordinator.update { $0.rangesUsable = false }
+                }
+                try await group.waitForAll()
+            }
+            var attempts = 0
+            var lastError: (any Error)?
+            while !coordinator.read({ $0.board.isComplete }), attempts < settings.rangeAttempts {
+                attempts += 1
+                do { try await resumeSequentially() } catch let error as UpstreamError where error.isRetryable {
+                    lastError = error
+                }
+            }
+            if !coordinator.read({ $0.board.isComplete }) {
+                throw lastError ?? UpstreamError(.truncated, url: rangeRequest.url, message: "the origin never delivered the whole object")
+            }
+        } catch {
+            coordinator.update { state in
+                if state.failure == nil { state.failure = error }
+            }
+        }
+    }
+
+    private func runWorkers() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for id in 0..<settings.concurrency {
+                group.addTask { try await self.runWorker(id) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// One range worker: waits for admission (worker 0 is the probe and goes first), claims the
+    /// next chunk inside the read-ahead window, fetches it, and repeats.
+    private func runWorker(_ id: Int) async throws {
+        let writer = ChunkBoard.Writer.worker(id)
+        while true {
+            let readAhead = settings.readAhead
+            let decision: WorkerStep = coordinator.update { state in
+                if state.board.isComplete || state.rangesUsable == false { return .exit }
+                // Until the probe has answered, only worker 0 may fetch.
+                guard state.ramp.admits(worker: id), id == 0 || state.rangesUsable == true else { return .waitForAdmission }
+                switch state.board.claimNext(by: writer, startingBelow: state.readerOffset + readAhead) {
+                case .chunk(let index): return .fetch(index)
+                case .wait, .none: return .waitForWork
+                }
+            }
+            switch decision {
+            case .exit:
+                return
+            case .waitForAdmission:
+                let admitted = try await coordinator.wait(until: { state in
+                    state.board.isComplete || state.rangesUsable == false
+                        || (state.ramp.admits(worker: id) && (id == 0 || state.rangesUsable == true))
+                }, timeout: .milliseconds(250))
+                if !admitted {
+                    let now = Self.now()
+                    coordinator.update { $0.ramp.tick(now: now) }
+                }
+            case .waitForWork:
+                try await coordinator.wait { state in
+                    state.board.isComplete || state.rangesUsable == false
+                        || state.board.canClaim(startingBelow: state.readerOffset + readAhead)
+                }
+            case .fetch(let index):
+                do {
+                    let bytes = try await fetchRange(index, writer: writer)
+                    let now = Self.now()
+                    coordinator.update { $0.ramp.chunkCompleted(bytes: bytes, now: now) }
+                } catch let error as UpstreamError where error.isRetryable {
+                    let now = Self.now()
+                    coordinator.update { state in
+                        state.board.release(index, by: writer)
+                        state.ramp.chunkFailed(now: now)
+                        state.rangeFailures[index, default: 0] += 1
+                        let probeFailed = state.rangesUsable == nil && error.kind == .badRangeResponse
+                        if probeFailed || state.rangeFailures[index, default: 0] >= settings.rangeAttempts {
+                            // Ranges cannot be trusted here: the rest goes through one stream.
+                            state.rangesUsable = false
+                        }
+                    }
+                } catch {
+                    coordinator.update { $0.board.release(index, by: writer) }
+                    throw error
+                }
+            }
+        }
+    }
+
+    private enum WorkerStep {
+        case exit, waitForAdmission, waitForWork, fetch(Int)
+    }
+
+    /// Fetches the rest of chunk `index` with a range GET and writes it; returns the bytes written.
+    private func fetchRange(_ index: Int, writer: ChunkBoard.Writer) async throws -> Int64 {
+        let (from, through) = coordinator.read { ($0.board.slots[index].resumeOffset, $0.board.slots[index].range.upperBound - 1) }
+        var request = rangeRequest
+        request.headers.replaceOrAdd(name: "Range", value: "bytes=\(from)-\(through)")
+        if let ifRange = validator.etag ?? validator.lastModified { request.headers.replaceOrAdd(name: "If-Range", value: ifRange) }
+        let response = try await fetcher.send(request)
+        try checkRangeResponse(response, from: from, through: through)
+        coordinator.update { state in
+            if state.rangesUsable == nil { state.rangesUsable = true }
+        }
+        let writtenBefore = from
+        let end = try await writeBody(response.body, chunk: index, from: from, writer: writer, url: request.url)
+        guard end == through + 1 else {
+            throw UpstreamError(.truncated, url: request.url, message: "range \(from)-\(through) ended after \(end - from) bytes")
+        }
+        return end - writtenBefore
+    }
+
+    private func checkRangeResponse(_ response: UpstreamResponse, from: Int64, through: Int64) throws {
+        let asked = "bytes \(from)-\(through)/\(plan.totalSize)"
+        guard response.status == .partialContent else {
+            throw UpstreamError(.badRangeResponse, url: response.url, message: "asked for \(asked), got status \(response.status.code)")
+        }
+        let contentRange = response.headers.first(name: "Content-Range").flatMap(ContentRange.init(headerValue:))
+        guard let contentRange, contentRange.first == from, contentRange.last == through,
+              contentRange.completeLength == plan.totalSize else {
+            throw UpstreamError(.badRangeResponse, url: response.url,
+                                message: "asked for \(asked), got Content-Range \(response.headers.first(name: "Content-Range") ?? "none")")
+        }
+        if let length = response.headers.first(name: "Content-Length"), Int64(length) != through - from + 1 {
+            throw UpstreamError(.badRangeResponse, url: response.url, message: "asked for \(asked), got Content-Length \(length)")
+        }
+        if let etag = validator.etag, let answered = response.headers.first(name: "ETag"), answered != etag {
+            throw UpstreamError(.objectChanged, url: response.url, message: "ETag \(etag) became \(answered)")
+        }
+    }
+
+    /// Continues after the parallel phase left needed chunks unfinished: one GET from the first
+    /// missing byte. An origin that answers a range with 200 sends the whole object, which is
+    /// then read through from offset 0.
+    private func resumeSequentially() async throws {
+        let start = coordinator.read { state in
+            state.board.slots.first { $0.isNeeded && !$0.isDone }?.resumeOffset ?? plan.totalSize
+        }
+        let last = plan.range(of: plan.chunks(overlapping: span).upperBound).upperBound - 1
+        var request = rangeRequest
+        if start > 0 || last < plan.totalSize - 1 {
+            request.headers.replaceOrAdd(name: "Range", value: "bytes=\(start)-\(last)")
+            if let ifRange = validator.etag ?? validator.lastModified { request.headers.replaceOrAdd(name: "If-Range", value: ifRange) }
+        }
+        let response = try await fetcher.send(request)
+        if response.status == .partialContent {
+            try checkRangeResponse(response, from: start, through: last)
+            _ = try await consumeInOrder(response.body, from: start, url: request.url, skipUnneeded: true)
+        } else if response.status == .ok, response.headers.first(name: "Content-Length").flatMap(Int64.init) == plan.totalSize {
+            _ = try await consumeInOrder(response.body, from: 0, url: request.url, skipUnneeded: true)
+        } else {
+            throw UpstreamError(.badRangeResponse, url: request.url, message: "resuming at \(start) got status \(response.status.code)")
+        }
+    }
+
+    /// Seconds on a monotonic clock, the ramp's time base.
+    public static func now() -> Double {
+        let elapsed = ContinuousClock.now - processStart
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+}
+
+private let processStart = ContinuousClock.now

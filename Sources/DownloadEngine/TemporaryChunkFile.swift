@@ -1,0 +1,106 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import StorageCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One chunk's bytes in an unlinked temporary file: no name ever points at it, so the space
+/// returns to the file system when it is closed, and a crash leaves nothing behind. Positional
+/// reads and writes run on `NIOThreadPool`, never on an event loop or the cooperative pool.
+public final class TemporaryChunkFile: Sendable {
+    private let descriptor: NIOLockedValueBox<CInt?>
+    private let threadPool: NIOThreadPool
+
+    public init(directory: String, threadPool: NIOThreadPool = .singleton) throws {
+        self.descriptor = NIOLockedValueBox(try Self.openUnlinked(in: directory))
+        self.threadPool = threadPool
+    }
+
+    deinit {
+        if let fd = descriptor.withLockedValue({ $0 }) { closeDescriptor(fd) }
+    }
+
+    /// Releases the space now; later reads and writes fail.
+    public func close() {
+        descriptor.withLockedValue { fd in
+            if let open = fd { closeDescriptor(open) }
+            fd = nil
+        }
+    }
+
+    /// Writes all of `buffer` at `offset`.
+    public func write(_ buffer: ByteBuffer, at offset: Int64) async throws {
+        let fd = try openDescriptor("write")
+        try await threadPool.runIfActive {
+            try buffer.withUnsafeReadableBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + Int64(done)))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw FileError(operation: "write", path: "temporary chunk file", errno: errno)
+                    }
+                    done += n
+                }
+            }
+        }
+    }
+
+    /// Reads exactly `count` bytes at `offset`; a short read is an error (the bytes were
+    /// recorded as written, so they must be there).
+    public func read(at offset: Int64, count: Int) async throws -> ByteBuffer {
+        let fd = try openDescriptor("read")
+        return try await threadPool.runIfActive {
+            var buffer = ByteBufferAllocator().buffer(capacity: count)
+            try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+                var done = 0
+                while done < count {
+                    let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset + Int64(done)))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw FileError(operation: "read", path: "temporary chunk file", errno: errno)
+                    }
+                    guard n > 0 else { throw FileError(operation: "read", path: "temporary chunk file", errno: EIO) }
+                    done += n
+                }
+                return done
+            }
+            return buffer
+        }
+    }
+
+    private func openDescriptor(_ operation: String) throws -> CInt {
+        guard let fd = descriptor.withLockedValue({ $0 }) else {
+            throw FileError(operation: operation, path: "temporary chunk file (released)", errno: EBADF)
+        }
+        return fd
+    }
+
+    /// `O_TMPFILE` where the file system has it; otherwise an exclusive `mkstemp` name,
+    /// unlinked at once.
+    private static func openUnlinked(in directory: String) throws -> CInt {
+        #if os(Linux)
+        // O_TMPFILE is a macro Swift does not import: __O_TMPFILE (0o20000000 on Linux) | O_DIRECTORY.
+        let fd = open(directory, 0o20000000 | O_DIRECTORY | O_RDWR | O_CLOEXEC, 0o600)
+        if fd >= 0 { return fd }
+        guard errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL else {
+            throw FileError(operation: "create temporary file in", path: directory, errno: errno)
+        }
+        #endif
+        var template = Array((directory + "/.xs3.XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard made >= 0 else { throw FileError(operation: "create temporary file in", path: directory, errno: errno) }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        _ = fcntl(made, F_SETFD, FD_CLOEXEC)
+        return made
+    }
+}
+
+/// The C `close`, which `TemporaryChunkFile.close()` hides inside the class.
+private func closeDescriptor(_ fd: CInt) {
+    _ = close(fd)
+}

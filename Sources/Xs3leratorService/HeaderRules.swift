@@ -1,0 +1,46 @@
+import NIOHTTP1
+
+/// Which headers cross the data plane, in each direction (reference §3.4–3.5).
+public enum Xs3HeaderRules {
+    /// Hop-by-hop headers (RFC 9110 §7.6.1) and their relatives.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+        "te", "trailer", "transfer-encoding", "upgrade",
+    ]
+
+    /// The client's headers as they go upstream: no contract headers, no hop-by-hop headers
+    /// (including those named in `Connection`), no `Host` (set from the URL), no `Range` (the
+    /// data plane asks for its own ranges), no `Content-Length` (GET and HEAD carry no body).
+    /// Values that are not visible ASCII are dropped.
+    public static func upstreamRequestHeaders(from client: HTTPHeaders) -> HTTPHeaders {
+        let named = Set(client[canonicalForm: "connection"].map { $0.lowercased() })
+        var result = HTTPHeaders()
+        for (name, value) in client {
+            let lower = name.lowercased()
+            if lower.hasPrefix(ContractHeaders.prefix) || hopByHop.contains(lower) || named.contains(lower)
+                || lower == "host" || lower == "range" || lower == "content-length" || lower == "expect" {
+                continue
+            }
+            guard value.utf8.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else { continue }
+            result.add(name: name, value: value)
+        }
+        return result
+    }
+
+    /// Upstream response headers as they go to the client: no contract headers, no hop-by-hop
+    /// headers, and (unless `keepFraming`, for HEAD and relayed bodies) none of the framing
+    /// headers the data plane sets itself.
+    public static func clientResponseHeaders(from upstream: HTTPHeaders, keepFraming: Bool = false) -> HTTPHeaders {
+        let named = Set(upstream[canonicalForm: "connection"].map { $0.lowercased() })
+        var result = HTTPHeaders()
+        for (name, value) in upstream {
+            let lower = name.lowercased()
+            if lower.hasPrefix(ContractHeaders.prefix) || hopByHop.contains(lower) || named.contains(lower)
+                || (!keepFraming && (lower == "content-range" || lower == "accept-ranges" || lower == "content-length")) {
+                continue
+            }
+            result.add(name: name, value: value)
+        }
+        return result
+    }
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import CommandLineSupport
+import DownloadEngine
+import DownloadPlanning
+import Logging
+import ServiceLifecycle
+import Xs3leratorService
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A byte-size option: `32MiB` (binary), `5MB` or `5m` (decimal), `1048576`.
+struct ByteSizeValue: ExpressibleByArgument {
+    let bytes: Int64
+    init?(argument: String) {
+        guard let bytes = ByteSize.parse(argument) else { return nil }
+        self.bytes = bytes
+    }
+}
+
+@main
+struct Xs3leratorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "xs3lerator",
+        abstract: "The Passsage data plane: downloads upstream objects with parallel range requests and streams them to the caller.",
+        discussion: """
+            GET /<absolute upstream URL> downloads through the engine; HEAD is passed through; GET /healthz answers ok.
+            Every option can also be set through the environment variable named in its help. Sizes: KiB, MiB, GiB are
+            binary (1 MiB = 1,048,576 bytes); k, KB, M, MB, G, GB are decimal (5m = 5,000,000 bytes).
+            """,
+        version: "0.1.0"
+    )
+
+    @Option(name: .customLong("bind-ip"), help: "Listen address. [XS3_BIND_IP, default 0.0.0.0]")
+    var bindIP: String?
+
+    @Option(help: "Listen port; 0 picks a free one. [XS3_PORT, default 8080]")
+    var port: Int?
+
+    @Option(help: "Most parallel range requests per download. [XS3_HTTP_CONCURRENCY, default 8]")
+    var httpConcurrency: Int?
+
+    @Option(help: "Chunk size, e.g. 32MiB; grown for objects over 10,000 chunks. [XS3_CHUNK_SIZE, default 32MiB]")
+    var chunkSize: ByteSizeValue?
+
+    @Option(help: "How far ahead of a client a download may fetch; bounds temporary space per download. [XS3_READ_AHEAD, default (http-concurrency + 1) × chunk-size]")
+    var readAhead: ByteSizeValue?
+
+    @Option(help: "Directory for chunk files (unlinked, never visible). [XS3_TEMP_DIR, default $TMPDIR or /tmp]")
+    var tempDir: String?
+
+    @Flag(name: .customLong("upstream-tls-skip-verify"), help: "Do not verify upstream certificates (unsafe). [XS3_UPSTREAM_TLS_SKIP_VERIFY]")
+    var upstreamTLSSkipVerify = false
+
+    @Option(help: "Upstream connect timeout, e.g. 30s or 30. [XS3_UPSTREAM_CONNECT_TIMEOUT, default 30s]")
+    var upstreamConnectTimeout: DurationValue?
+
+    @Option(help: "Longest upstream silence while a response is expected; 0 disables. [XS3_UPSTREAM_READ_TIMEOUT, default 300s]")
+    var upstreamReadTimeout: DurationValue?
+
+    @Flag(help: "Accelerator only: ignore cache keys, store nothing. [XS3_PASSTHROUGH]")
+    var passthrough = false
+
+    @Option(help: "On SIGTERM, how long in-flight responses may finish. [XS3_SHUTDOWN_GRACE_PERIOD, default 30s]")
+    var shutdownGracePeriod: DurationValue?
+
+    @Flag(name: [.customShort("v"), .long], help: "Debug logging. [XS3_VERBOSE]")
+    var verbose = false
+
+    static func main() async {
+        await runReportingErrors(program: "xs3lerator")
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let env = EnvironmentResolver(environment: environment)
+        let configuration = try makeConfiguration(env, environment: environment)
+        let verbose = try env.flag(verbose, "XS3_VERBOSE", option: "--verbose")
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = verbose ? .debug : .info
+            return handler
+        }
+        let logger = Logger(label: "xs3lerator")
+        logger.notice("starting", metadata: [
+            "chunk-size": "\(ByteSize.describe(configuration.download.chunkSize))",
+            "http-concurrency": "\(configuration.download.concurrency)",
+            "read-ahead": "\(ByteSize.describe(configuration.download.readAhead))",
+            "temp-dir": "\(configuration.download.temporaryDirectory)",
+        ])
+        let server = Xs3leratorServer(configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger))
+        try await group.run()
+    }
+
+    private func makeConfiguration(_ env: EnvironmentResolver, environment: [String: String]) throws -> Xs3leratorConfiguration {
+        let port = try PortOption.check(try env.value(port, "XS3_PORT", option: "--port") ?? 8080, option: "--port")
+        let concurrency = try env.value(httpConcurrency, "XS3_HTTP_CONCURRENCY", option: "--http-concurrency") ?? 8
+        guard (1...256).contains(concurrency) else {
+            throw UsageError("invalid value '\(concurrency)' for --http-concurrency: expected 1 to 256")
+        }
+        let chunk = try env.value(chunkSize, "XS3_CHUNK_SIZE", option: "--chunk-size")?.bytes ?? (32 << 20)
+        guard chunk >= 1024, chunk <= ChunkPlan.maximumChunkSize else {
+            throw UsageError("invalid value '\(chunk)' for --chunk-size: expected 1 KiB to 5 GiB")
+        }
+        let readAhead = try env.value(readAhead, "XS3_READ_AHEAD", option: "--read-ahead")?.bytes
+            ?? DownloadSettings.defaultReadAhead(chunkSize: chunk, concurrency: concurrency)
+        guard readAhead >= chunk else {
+            throw UsageError("invalid value '\(readAhead)' for --read-ahead: must be at least the chunk size (\(chunk))")
+        }
+        var temp = try env.value(tempDir, "XS3_TEMP_DIR", option: "--temp-dir")
+            ?? environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        while temp.count > 1, temp.hasSuffix("/") { temp.removeLast() }
+        do {
+            try TemporaryChunkFile(directory: temp).close()
+        } catch {
+            throw UsageError("invalid value '\(temp)' for --temp-dir: cannot create files there (\(error))")
+        }
+        var connect = Duration.seconds(30)
+        if let value = try env.value(upstreamConnectTimeout, "XS3_UPSTREAM_CONNECT_TIMEOUT", option: "--upstream-connect-timeout") {
+            guard value.duration > .zero else { throw UsageError("invalid value '0' for --upstream-connect-timeout: must be positive") }
+            connect = value.duration
+        }
+        var read: Duration? = .seconds(300)
+        if let value = try env.value(upstreamReadTimeout, "XS3_UPSTREAM_READ_TIMEOUT", option: "--upstream-read-timeout") {
+            read = value.duration == .zero ? nil : value.duration
+        }
+        let grace = try env.value(shutdownGracePeriod, "XS3_SHUTDOWN_GRACE_PERIOD", option: "--shutdown-grace-period")?.duration
+            ?? .seconds(30)
+        return Xs3leratorConfiguration(
+            bindHost: try env.value(bindIP, "XS3_BIND_IP", option: "--bind-ip") ?? "0.0.0.0", port: port,
+            download: DownloadSettings(chunkSize: chunk, concurrency: concurrency, readAhead: readAhead, temporaryDirectory: temp),
+            upstreamTLSSkipVerify: try env.flag(upstreamTLSSkipVerify, "XS3_UPSTREAM_TLS_SKIP_VERIFY", option: "--upstream-tls-skip-verify"),
+            upstreamConnectTimeout: connect, upstreamReadTimeout: read,
+            passthrough: try env.flag(passthrough, "XS3_PASSTHROUGH", option: "--passthrough"),
+            shutdownGracePeriod: grace)
+    }
+}
