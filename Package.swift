@@ -142,6 +142,8 @@ let package = Package(
         ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
         .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage"]),
+        // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
+        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "StorageCore", "Xs3leratorService"]),
         // Metadata-store contract suite: SQLite (two processes on one file) and Elasticsearch (fake).
         .testTarget(name: "MetadataStoreTests", dependencies: nio + [
             "MetadataStore", "FakeElasticsearch", "TestSupport", "sqlite-metadata-writer",
