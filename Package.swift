@@ -142,6 +142,8 @@ let package = Package(
         ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
         .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage"]),
+        // Real xs3lerator processes against our origin: downloads, ranges, timeouts, cancellation, memory.
+        .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "xs3lerator"]),
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
         .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "StorageCore", "Xs3leratorService"]),
         // Metadata-store contract suite: SQLite (two processes on one file) and Elasticsearch (fake).

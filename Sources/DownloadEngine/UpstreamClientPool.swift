@@ -50,6 +50,9 @@ public final class UpstreamClientPool: Sendable {
             configuration.redirectConfiguration = .disallow
             configuration.timeout = .init(connect: TimeAmount(profile.connectTimeout), read: profile.readTimeout.map { TimeAmount($0) })
             configuration.connectionPool = .init(idleTimeout: .seconds(20), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost)
+            // A refused connection is an answer (502 now), not something to retry until the
+            // connect timeout; failed range fetches are retried by the engine.
+            configuration.connectionPool.retryConnectionEstablishment = false
             if profile.tlsSkipVerify {
                 var tls = TLSConfiguration.makeClientConfiguration()
                 tls.certificateVerification = .none

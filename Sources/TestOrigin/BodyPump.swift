@@ -25,13 +25,12 @@ public final class OriginStats: Sendable {
     func sent(_ count: Int) { state.withLockedValue { $0.bytesSent += Int64(count) } }
     func rangeRequested() { state.withLockedValue { $0.rangeRequests += 1 } }
 
-    /// True for the first `limit` calls with `key`.
-    func takeFault(key: String, limit: Int) -> Bool {
+    /// True for calls number `from` ..< `from + limit` (counting from 0) with `key`.
+    func takeFault(key: String, from: Int, limit: Int) -> Bool {
         state.withLockedValue { state in
-            let used = state.faults[key, default: 0]
-            guard used < limit else { return false }
-            state.faults[key] = used + 1
-            return true
+            let call = state.faults[key, default: 0]
+            state.faults[key] = call + 1
+            return call >= from && call < from + limit
         }
     }
 }

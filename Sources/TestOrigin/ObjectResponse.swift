@@ -4,8 +4,9 @@ import NIOHTTP1
 /// - `ranges=bytes` (default: advertised and honoured), `none` (`Accept-Ranges: none`, Range
 ///   ignored), `ignore` (advertised, but every range answered with 200 and the whole object),
 ///   `unadvertised` (no `Accept-Ranges`, ranges honoured);
-/// - `fault=ok200|short|wrong` with `faults=K` (default 1): the first K range requests for this
-///   URL get 200 and the whole object, a 206 cut off half-way, or a 206 one byte off;
+/// - `fault=ok200|short|wrong` with `faults=K` (default 1) and `faultFrom=F` (default 0): range
+///   requests F ..< F+K for this URL get 200 and the whole object, a 206 cut off half-way, or a
+///   206 one byte off;
 /// - `chunked=1`: whole-object answers without Content-Length;
 /// - `stall=B` / `drop=B`: whole-object answers stop after B bytes, keeping or closing the connection;
 /// - `rate=B`: at most B bytes/s on this connection; `delay=MS` before the head;
@@ -48,7 +49,8 @@ enum ObjectResponse {
         }
         var (from, through) = (first, last)
         var dropAfter: Int64?
-        if let fault = query["fault"], stats.takeFault(key: faultKey, limit: query["faults"].flatMap(Int.init) ?? 1) {
+        if let fault = query["fault"], stats.takeFault(key: faultKey, from: query["faultFrom"].flatMap(Int.init) ?? 0,
+                                                       limit: query["faults"].flatMap(Int.init) ?? 1) {
             switch fault {
             case "ok200": return whole()
             case "short": dropAfter = (through - from + 1) / 2
