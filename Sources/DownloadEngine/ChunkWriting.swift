@@ -2,22 +2,27 @@ import AsyncHTTPClient
 import DownloadPlanning
 import NIOCore
 
-/// Bytes on their way into one chunk file: gathered up to a piece, then written at once and
-/// recorded, so readers see progress in pieces and the thread pool is not asked per packet.
+/// Bytes on their way into one fetch unit (inside one chunk file): gathered up to a piece, then
+/// written at once and recorded, so readers see progress in pieces and the thread pool is not
+/// asked per packet.
 struct StagedChunkWrite {
+    /// The fetch unit, on the board.
     let chunk: Int
     let writer: ChunkBoard.Writer
+    /// The chunk file the unit lies in, and where that chunk starts.
+    let file: Int
     let chunkStart: Int64
     /// Object offset of the first staged byte.
     private(set) var offset: Int64
     private var staging: ByteBuffer
 
-    init(chunk: Int, writer: ChunkBoard.Writer, chunkStart: Int64, offset: Int64, capacity: Int) {
-        self.chunk = chunk
+    init(unit: Int, writer: ChunkBoard.Writer, in download: ChunkedDownload, offset: Int64) {
+        self.chunk = unit
         self.writer = writer
-        self.chunkStart = chunkStart
+        self.file = download.plan.chunk(containing: offset)
+        self.chunkStart = download.plan.range(of: file).lowerBound
         self.offset = offset
-        self.staging = ByteBufferAllocator().buffer(capacity: capacity)
+        self.staging = ByteBufferAllocator().buffer(capacity: download.settings.pieceSize)
     }
 
     var stagedBytes: Int { staging.readableBytes }
@@ -30,17 +35,21 @@ struct StagedChunkWrite {
     mutating func flush(into download: ChunkedDownload) async throws {
         guard staging.readableBytes > 0 else { return }
         let count = Int64(staging.readableBytes)
-        let file = try download.chunkFile(chunk)
-        try await file.write(staging, at: offset - chunkStart)
+        try await download.chunkFile(file).write(staging, at: offset - chunkStart)
         let (chunk, writer) = (self.chunk, self.writer)
-        download.coordinator.update { _ = $0.board.record(count, of: chunk, by: writer) }
+        let now = ChunkedDownload.now()
+        download.coordinator.update { state in
+            _ = state.board.record(count, of: chunk, by: writer)
+            // Only range workers' bytes judge the ramp; the first stream runs at any level.
+            if case .worker = writer { state.ramp.transferred(count, now: now) }
+        }
         offset += count
         staging.clear()
     }
 }
 
 extension ChunkedDownload {
-    /// The file of chunk `index`, created on first use.
+    /// The file of chunk `index` (of `plan`, not of `units`), created on first use.
     func chunkFile(_ index: Int) throws -> TemporaryChunkFile {
         try coordinator.update { state in
             if let file = state.files[index] { return file }
@@ -55,9 +64,8 @@ extension ChunkedDownload {
     /// offset after the last byte written. More bytes than the chunk holds is an error.
     func writeBody(_ body: HTTPClientResponse.Body, chunk index: Int, from: Int64, writer: ChunkBoard.Writer,
                    url: String) async throws -> Int64 {
-        let end = plan.range(of: index).upperBound
-        var staged = StagedChunkWrite(chunk: index, writer: writer, chunkStart: plan.range(of: index).lowerBound,
-                                      offset: from, capacity: settings.pieceSize)
+        let end = units.range(of: index).upperBound
+        var staged = StagedChunkWrite(unit: index, writer: writer, in: self, offset: from)
         var position = from
         do {
             for try await var buffer in body {
@@ -95,11 +103,11 @@ extension ChunkedDownload {
         do {
             for try await var buffer in body {
                 while buffer.readableBytes > 0 {
-                    guard position < plan.totalSize else {
+                    guard position < units.totalSize else {
                         throw UpstreamError(.other, url: url, message: "body longer than its Content-Length")
                     }
-                    let index = plan.chunk(containing: position)
-                    let chunkEnd = plan.range(of: index).upperBound
+                    let index = units.chunk(containing: position)
+                    let chunkEnd = units.range(of: index).upperBound
                     if staged?.chunk != index {
                         if var previous = staged {
                             try await previous.flush(into: self)
@@ -114,8 +122,7 @@ extension ChunkedDownload {
                             position += Int64(n)
                             continue
                         case .write:
-                            staged = StagedChunkWrite(chunk: index, writer: .stream, chunkStart: plan.range(of: index).lowerBound,
-                                                      offset: position, capacity: settings.pieceSize)
+                            staged = StagedChunkWrite(unit: index, writer: .stream, in: self, offset: position)
                         }
                     }
                     let n = Int(min(Int64(buffer.readableBytes), chunkEnd - position))
@@ -141,7 +148,7 @@ extension ChunkedDownload {
             if !failure.asTruncation.isRetryable { throw failure }
             return false
         }
-        return position == plan.totalSize
+        return position == units.totalSize
     }
 
     enum StreamStep {

@@ -16,7 +16,10 @@ import StorageCore
 /// to one sequential stream. Nothing is fetched beyond `readAhead` past the client, and chunk
 /// files behind the client are released at once.
 public final class ChunkedDownload: Sendable {
+    /// The chunks: one temporary file each (and, with the cache, one stored object each).
     public let plan: ChunkPlan
+    /// The fetch units the board hands out: chunks, or even slices of them (`rangeSize`).
+    public let units: ChunkPlan
     /// The object bytes the client gets.
     public let span: ClosedRange<Int64>
     let settings: DownloadSettings
@@ -33,8 +36,10 @@ public final class ChunkedDownload: Sendable {
     public init(size: Int64, span: ClosedRange<Int64>, initialHeaders: HTTPHeaders, request: UpstreamRequest,
                 fetcher: UpstreamFetcher, settings: DownloadSettings, now: Double) {
         let plan = ChunkPlan(totalSize: size, preferredChunkSize: settings.chunkSize)
-        let needed = plan.chunks(overlapping: span)
+        let units = ChunkPlan(totalSize: size, unitSize: ChunkPlan.fetchUnitSize(chunkSize: plan.chunkSize, rangeSize: settings.rangeSize))
+        let needed = units.chunks(overlapping: span)
         self.plan = plan
+        self.units = units
         self.span = span
         self.settings = settings
         self.fetcher = fetcher
@@ -48,7 +53,7 @@ public final class ChunkedDownload: Sendable {
         let etag = initialHeaders.first(name: "ETag").flatMap { $0.hasPrefix("W/") ? nil : $0 }
         self.validator = (etag, initialHeaders.first(name: "Last-Modified"))
         self.coordinator = DownloadCoordinator(DownloadState(
-            board: ChunkBoard(plan: plan, needed: needed, priority: needed),
+            board: ChunkBoard(plan: units, needed: needed, priority: needed),
             ramp: ConcurrencyRamp(maximum: settings.concurrency, settings: settings.ramp, now: now),
             readerOffset: span.lowerBound))
     }
@@ -81,7 +86,7 @@ public final class ChunkedDownload: Sendable {
                 group.addTask {
                     _ = try await self.consumeInOrder(initial, from: 0, url: self.rangeRequest.url, skipUnneeded: !parallel)
                 }
-                if parallel && plan.count > 1 {
+                if parallel && units.count > 1 {
                     group.addTask { try await self.runWorkers() }
                 } else {
                     coordinator.update { $0.rangesUsable = false }
@@ -149,9 +154,9 @@ public final class ChunkedDownload: Sendable {
                 }
             case .fetch(let index):
                 do {
-                    let bytes = try await fetchRange(index, writer: writer)
+                    try await fetchRange(index, writer: writer)
                     let now = Self.now()
-                    coordinator.update { $0.ramp.chunkCompleted(bytes: bytes, now: now) }
+                    coordinator.update { $0.ramp.chunkCompleted(now: now) }
                 } catch let error as UpstreamError where error.isRetryable {
                     let now = Self.now()
                     coordinator.update { state in
@@ -176,8 +181,8 @@ public final class ChunkedDownload: Sendable {
         case exit, waitForAdmission, waitForWork, fetch(Int)
     }
 
-    /// Fetches the rest of chunk `index` with a range GET and writes it; returns the bytes written.
-    private func fetchRange(_ index: Int, writer: ChunkBoard.Writer) async throws -> Int64 {
+    /// Fetches the rest of chunk `index` with a range GET and writes it.
+    private func fetchRange(_ index: Int, writer: ChunkBoard.Writer) async throws {
         let (from, through) = coordinator.read { ($0.board.slots[index].resumeOffset, $0.board.slots[index].range.upperBound - 1) }
         var request = rangeRequest
         request.headers.replaceOrAdd(name: "Range", value: "bytes=\(from)-\(through)")
@@ -187,12 +192,10 @@ public final class ChunkedDownload: Sendable {
         coordinator.update { state in
             if state.rangesUsable == nil { state.rangesUsable = true }
         }
-        let writtenBefore = from
         let end = try await writeBody(response.body, chunk: index, from: from, writer: writer, url: request.url)
         guard end == through + 1 else {
             throw UpstreamError(.truncated, url: request.url, message: "range \(from)-\(through) ended after \(end - from) bytes")
         }
-        return end - writtenBefore
     }
 
     private func checkRangeResponse(_ response: UpstreamResponse, from: Int64, through: Int64) throws {
@@ -221,7 +224,7 @@ public final class ChunkedDownload: Sendable {
         let start = coordinator.read { state in
             state.board.slots.first { $0.isNeeded && !$0.isDone }?.resumeOffset ?? plan.totalSize
         }
-        let last = plan.range(of: plan.chunks(overlapping: span).upperBound).upperBound - 1
+        let last = units.range(of: units.chunks(overlapping: span).upperBound).upperBound - 1
         var request = rangeRequest
         if start > 0 || last < plan.totalSize - 1 {
             request.headers.replaceOrAdd(name: "Range", value: "bytes=\(start)-\(last)")

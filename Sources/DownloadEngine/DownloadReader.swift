@@ -25,22 +25,23 @@ private struct DownloadBody: AsyncSequence, Sendable {
         var offset: Int64
 
         mutating func next() async throws -> ByteBuffer? {
-            let plan = download.plan
+            let (plan, units) = (download.plan, download.units)
             let end = download.span.upperBound + 1
             guard offset < end else { return nil }
-            let index = plan.chunk(containing: offset)
-            let chunk = plan.range(of: index)
-            let count = Swift.min(Int64(download.settings.pieceSize), end - offset, chunk.upperBound - offset)
-            let needed = offset + count - chunk.lowerBound
-            try await download.coordinator.wait { $0.board.slots[index].written >= needed }
-            let file = try download.chunkFile(index)
-            let piece = try await file.read(at: offset - chunk.lowerBound, count: Int(count))
+            let unitIndex = units.chunk(containing: offset)
+            let unit = units.range(of: unitIndex)
+            let count = Swift.min(Int64(download.settings.pieceSize), end - offset, unit.upperBound - offset)
+            let needed = offset + count - unit.lowerBound
+            try await download.coordinator.wait { $0.board.slots[unitIndex].written >= needed }
+            let fileIndex = plan.chunk(containing: offset)
+            let chunk = plan.range(of: fileIndex)
+            let piece = try await download.chunkFile(fileIndex).read(at: offset - chunk.lowerBound, count: Int(count))
             offset += count
             let passed = offset == chunk.upperBound
             let position = offset
             download.coordinator.update { state in
                 state.readerOffset = position
-                if passed { state.files.removeValue(forKey: index)?.close() }
+                if passed { state.files.removeValue(forKey: fileIndex)?.close() }
             }
             return piece
         }

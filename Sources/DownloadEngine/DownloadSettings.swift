@@ -4,6 +4,10 @@ import DownloadPlanning
 public struct DownloadSettings: Sendable {
     /// Preferred chunk size; grown for very large objects to stay within 10,000 chunks.
     public var chunkSize: Int64
+    /// Size of one range request (`--range-size`), made to divide the chunk size; never more
+    /// than a chunk. Smaller ranges balance the workers better at the end of a download; each
+    /// costs a round trip.
+    public var rangeSize: Int64
     /// Most range workers per download (`--http-concurrency`).
     public var concurrency: Int
     /// How far past the client's position chunks may be fetched (`--read-ahead`). Bounds the
@@ -17,9 +21,11 @@ public struct DownloadSettings: Sendable {
     public var pieceSize: Int
     public var ramp: ConcurrencyRamp.Settings
 
-    public init(chunkSize: Int64 = 32 << 20, concurrency: Int = 8, readAhead: Int64? = nil, temporaryDirectory: String,
+    public init(chunkSize: Int64 = 32 << 20, rangeSize: Int64 = 8 << 20, concurrency: Int = 8, readAhead: Int64? = nil,
+                temporaryDirectory: String,
                 rangeAttempts: Int = 3, pieceSize: Int = 256 << 10, ramp: ConcurrencyRamp.Settings = .init()) {
         self.chunkSize = chunkSize
+        self.rangeSize = rangeSize
         self.concurrency = concurrency
         self.readAhead = readAhead ?? Self.defaultReadAhead(chunkSize: chunkSize, concurrency: concurrency)
         self.temporaryDirectory = temporaryDirectory

@@ -16,6 +16,26 @@ public struct ChunkPlan: Sendable, Hashable {
         self.chunkSize = Swift.min(Swift.max(preferredChunkSize, needed), Self.maximumChunkSize)
     }
 
+    /// A plan of exactly `unitSize`-byte pieces, without S3's limits: the range requests a
+    /// download makes, which may be smaller than its chunks.
+    public init(totalSize: Int64, unitSize: Int64) {
+        precondition(totalSize >= 0 && unitSize > 0, "sizes must be positive")
+        self.totalSize = totalSize
+        self.chunkSize = unitSize
+    }
+
+    /// The largest size not above `rangeSize` that divides `chunkSize` evenly into at most
+    /// twice the parts `rangeSize` asks for (so every fetch unit lies inside one chunk);
+    /// `chunkSize` itself when `rangeSize` is not smaller or no such divisor exists.
+    public static func fetchUnitSize(chunkSize: Int64, rangeSize: Int64) -> Int64 {
+        guard rangeSize > 0, rangeSize < chunkSize else { return chunkSize }
+        let fewest = (chunkSize + rangeSize - 1) / rangeSize
+        for parts in fewest...(2 * fewest) where chunkSize % parts == 0 {
+            return chunkSize / parts
+        }
+        return chunkSize
+    }
+
     /// Chunks in the object; 0 for an empty object.
     public var count: Int { Int((totalSize + chunkSize - 1) / chunkSize) }
 

@@ -45,6 +45,9 @@ struct Xs3leratorCommand: AsyncParsableCommand {
     @Option(help: "Chunk size, e.g. 32MiB; grown for objects over 10,000 chunks. [XS3_CHUNK_SIZE, default 32MiB]")
     var chunkSize: ByteSizeValue?
 
+    @Option(help: "Size of one range request; made to divide the chunk size, at most one chunk. [XS3_RANGE_SIZE, default 8MiB]")
+    var rangeSize: ByteSizeValue?
+
     @Option(help: "How far ahead of a client a download may fetch; bounds temporary space per download. [XS3_READ_AHEAD, default (http-concurrency + 1) × chunk-size]")
     var readAhead: ByteSizeValue?
 
@@ -87,6 +90,7 @@ struct Xs3leratorCommand: AsyncParsableCommand {
         logger.notice("starting", metadata: [
             "chunk-size": "\(ByteSize.describe(configuration.download.chunkSize))",
             "http-concurrency": "\(configuration.download.concurrency)",
+            "range-size": "\(ByteSize.describe(configuration.download.rangeSize))",
             "read-ahead": "\(ByteSize.describe(configuration.download.readAhead))",
             "temp-dir": "\(configuration.download.temporaryDirectory)",
         ])
@@ -105,6 +109,10 @@ struct Xs3leratorCommand: AsyncParsableCommand {
         let chunk = try env.value(chunkSize, "XS3_CHUNK_SIZE", option: "--chunk-size")?.bytes ?? (32 << 20)
         guard chunk >= 1024, chunk <= ChunkPlan.maximumChunkSize else {
             throw UsageError("invalid value '\(chunk)' for --chunk-size: expected 1 KiB to 5 GiB")
+        }
+        let range = try env.value(rangeSize, "XS3_RANGE_SIZE", option: "--range-size")?.bytes ?? (8 << 20)
+        guard range >= 1024 else {
+            throw UsageError("invalid value '\(range)' for --range-size: expected at least 1 KiB")
         }
         let readAhead = try env.value(readAhead, "XS3_READ_AHEAD", option: "--read-ahead")?.bytes
             ?? DownloadSettings.defaultReadAhead(chunkSize: chunk, concurrency: concurrency)
@@ -132,7 +140,8 @@ struct Xs3leratorCommand: AsyncParsableCommand {
             ?? .seconds(30)
         return Xs3leratorConfiguration(
             bindHost: try env.value(bindIP, "XS3_BIND_IP", option: "--bind-ip") ?? "0.0.0.0", port: port,
-            download: DownloadSettings(chunkSize: chunk, concurrency: concurrency, readAhead: readAhead, temporaryDirectory: temp),
+            download: DownloadSettings(chunkSize: chunk, rangeSize: range, concurrency: concurrency, readAhead: readAhead,
+                                       temporaryDirectory: temp),
             upstreamTLSSkipVerify: try env.flag(upstreamTLSSkipVerify, "XS3_UPSTREAM_TLS_SKIP_VERIFY", option: "--upstream-tls-skip-verify"),
             upstreamConnectTimeout: connect, upstreamReadTimeout: read,
             passthrough: try env.flag(passthrough, "XS3_PASSTHROUGH", option: "--passthrough"),

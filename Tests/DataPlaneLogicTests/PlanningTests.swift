@@ -81,50 +81,60 @@ struct PlanningTests {
         #expect(ConcurrencyRamp(maximum: 32, now: 0).active == 4)
         #expect(ConcurrencyRamp(maximum: 2, now: 0).active == 2)
 
-        var ramp = ConcurrencyRamp(maximum: 64, now: 0)
-        var now = 0.0
-        func window(_ bytesPerSecond: Double) {
-            for _ in 0..<4 {
-                now += 1
-                ramp.chunkCompleted(bytes: Int64(bytesPerSecond / 4), now: now)
-            }
-        }
-        window(100)
-        #expect(ramp.active == 8)
-        window(200)
-        #expect(ramp.active == 16)
-        window(200)
-        #expect(ramp.active == 16)
+        var ramp = ConcurrencyRamp(maximum: 64, settings: .init(interval: 1), now: 0)
+        ramp.transferred(100, now: 0.5)
+        #expect(ramp.active == 4, "a level is judged after its interval")
+        ramp.transferred(0, now: 1)
+        #expect(ramp.active == 8, "the first level only sets the baseline (100 B/s)")
+        ramp.transferred(200, now: 2)
+        #expect(ramp.active == 16, "+100 %: double again")
+        ramp.transferred(220, now: 3)
+        #expect(ramp.active == 16, "+10 %: not worth it")
         #expect(ramp.isFrozen)
+        ramp.transferred(10_000, now: 9)
+        #expect(ramp.active == 16, "frozen for good")
 
-        var capped = ConcurrencyRamp(maximum: 8, now: 0)
-        for step in 1...4 { capped.chunkCompleted(bytes: 10, now: Double(step)) }
+        var capped = ConcurrencyRamp(maximum: 8, settings: .init(interval: 1), now: 0)
+        capped.transferred(10, now: 1)
         #expect(capped.active == 8)
-        for step in 5...8 { capped.chunkCompleted(bytes: 10, now: Double(step)) }
+        capped.transferred(10, now: 2)
         #expect(capped.isFrozen)
         #expect(capped.active == 8)
-    }
 
-    @Test func rampBacksOffOnErrorsAndWakesUpSlowLevels() {
-        var failing = ConcurrencyRamp(maximum: 32, now: 0)
-        failing.chunkCompleted(bytes: 10, now: 1)
-        failing.chunkFailed(now: 2)
-        failing.chunkFailed(now: 3)
-        #expect(failing.isFrozen)
-        #expect(failing.active <= 4)
-
-        var slow = ConcurrencyRamp(maximum: 32, now: 0)
-        slow.tick(now: 4.9)
+        // A level that moved nothing yet (slow first bytes) doubles without becoming the baseline.
+        var slow = ConcurrencyRamp(maximum: 32, settings: .init(interval: 1), now: 0)
+        slow.tick(now: 0.9)
         #expect(slow.active == 4)
-        slow.tick(now: 6)
+        slow.tick(now: 1)
         #expect(slow.active == 8)
-        slow.tick(now: 12)
+        slow.transferred(1000, now: 2)
         #expect(slow.active == 16)
-        slow.chunkCompleted(bytes: 1, now: 13)
-        slow.tick(now: 30)
-        #expect(slow.active == 16, "no time trigger once a chunk completed at this level")
         #expect(!slow.admits(worker: 16))
         #expect(slow.admits(worker: 15))
+    }
+
+    @Test func rampBacksOffOnErrors() {
+        var failing = ConcurrencyRamp(maximum: 32, now: 0)
+        failing.chunkCompleted(now: 0.1)
+        failing.chunkFailed(now: 0.2)
+        failing.chunkFailed(now: 0.3)
+        #expect(failing.isFrozen)
+        #expect(failing.active <= 4)
+        failing.transferred(1 << 30, now: 10)
+        #expect(failing.active <= 4)
+    }
+
+    @Test func fetchUnitsDivideChunks() {
+        #expect(ChunkPlan.fetchUnitSize(chunkSize: 32 << 20, rangeSize: 8 << 20) == 8 << 20)
+        #expect(ChunkPlan.fetchUnitSize(chunkSize: 32 << 20, rangeSize: 64 << 20) == 32 << 20)
+        #expect(ChunkPlan.fetchUnitSize(chunkSize: 5_000_000, rangeSize: 8 << 20) == 5_000_000)
+        #expect(ChunkPlan.fetchUnitSize(chunkSize: 5_000_000, rangeSize: 1 << 20) == 1_000_000)
+        #expect(ChunkPlan.fetchUnitSize(chunkSize: 45_000_000, rangeSize: 8 << 20) == 7_500_000)
+        #expect(ChunkPlan.fetchUnitSize(chunkSize: 42_949_673, rangeSize: 8 << 20) == 42_949_673, "no divisor in 6...12 parts: one unit")
+        #expect(ChunkPlan.fetchUnitSize(chunkSize: 10_000_019, rangeSize: 1 << 20) == 10_000_019, "a prime: one unit")
+        let units = ChunkPlan(totalSize: 100, unitSize: 30)
+        #expect(units.count == 4)
+        #expect(units.range(of: 3) == 90..<100)
     }
 
     @Test func boardGivesEachChunkOneWriter() {

@@ -3,19 +3,20 @@ import TestOrigin
 import TestSupport
 import Testing
 
-/// Whole-object downloads through the engine, against our origin, with 8 MiB chunks.
+/// Whole-object downloads through the engine, against our origin.
 @Suite("xs3lerator downloads", .serialized)
 struct DownloadTests {
     static let gibibyte: Int64 = 1 << 30
     static let expected = OriginContent.sha256(range: 0..<gibibyte)
 
+    /// Default sizes: 32 MiB chunks fetched in 8 MiB ranges.
     @Test func oneGiBThroughParallelRanges() async throws {
-        try await Xs3Fixture.with(["--chunk-size", "8MiB"]) { fixture in
+        try await Xs3Fixture.with { fixture in
             let result = try await download(fixture.url("/object/\(Self.gibibyte)"))
             #expect(result.status == 200)
             #expect(result.size == Self.gibibyte)
             #expect(result.sha256 == Self.expected)
-            // 128 chunks: the first stream cuts out early, range workers fetch the rest.
+            // 128 ranges: the first stream cuts out early, range workers fetch the rest.
             #expect(fixture.origin.stats.rangeRequests > 100)
             try await waitUntil(timeout: 10, "chunk files to be released") { fixture.openChunkFiles == 0 }
         }
@@ -35,7 +36,7 @@ struct DownloadTests {
     /// object still arrives intact, still through ranges.
     @Test(arguments: ["fault=ok200&faultFrom=5&faults=2", "fault=short&faultFrom=5&faults=4", "fault=wrong&faultFrom=5&faults=2"])
     func oneGiBRecoversFromBadRangeAnswers(_ faults: String) async throws {
-        try await Xs3Fixture.with(["--chunk-size", "8MiB"]) { fixture in
+        try await Xs3Fixture.with(["--chunk-size", "16MiB", "--range-size", "4MiB"]) { fixture in
             let result = try await download(fixture.url("/object/\(Self.gibibyte)?\(faults)"))
             #expect(result.status == 200)
             #expect(result.size == Self.gibibyte)
