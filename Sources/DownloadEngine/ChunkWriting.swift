@@ -168,9 +168,12 @@ extension ChunkedDownload {
                 if slot.writer == .stream || (slot.writer == nil && !slot.isDone && slot.isNeeded) {
                     guard slot.range.lowerBound < state.readerOffset + readAhead else { return nil }
                     if slot.writer == nil { _ = state.board.claim(index, by: .stream) }
-                    // Hold the next chunk too, so a probe does not cut the stream at once.
-                    if index + 1 < state.board.slots.count, state.board.slots[index + 1].range.lowerBound < state.readerOffset + readAhead {
-                        _ = state.board.claim(index + 1, by: .stream)
+                    // Hold a chunk's worth of units ahead too: the first connection is as fast as
+                    // any worker's, so it is not cut by the probe at once.
+                    let runway = Swift.max(1, Int(plan.chunkSize / units.chunkSize))
+                    for next in (index + 1)..<Swift.min(index + 1 + runway, state.board.slots.count)
+                    where state.board.slots[next].range.lowerBound < state.readerOffset + readAhead {
+                        _ = state.board.claim(next, by: .stream)
                     }
                     let resume = state.board.slots[index].resumeOffset
                     return position < resume ? .skip(resume - position) : .write
