@@ -145,7 +145,7 @@ let package = Package(
         // Real xs3lerator processes against our origin: downloads, ranges, timeouts, cancellation, memory.
         .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "xs3lerator"]),
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
-        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "StorageCore", "Xs3leratorService"]),
+        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService"]),
         // Metadata-store contract suite: SQLite (two processes on one file) and Elasticsearch (fake).
         .testTarget(name: "MetadataStoreTests", dependencies: nio + [
             "MetadataStore", "FakeElasticsearch", "TestSupport", "sqlite-metadata-writer",

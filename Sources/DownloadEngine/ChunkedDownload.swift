@@ -29,12 +29,14 @@ public final class ChunkedDownload: Sendable {
     /// Strong ETag (or Last-Modified) of the first response: sent as `If-Range` and compared.
     let validator: (etag: String?, lastModified: String?)
     let coordinator: DownloadCoordinator
+    /// The service-wide cap on range workers; nil for none.
+    let budget: WorkerBudget?
     private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     /// Builds the download for a 200 `initial` response of `size` bytes, of which the client
     /// wants `span`. `rangesAdvertised` is nil when the origin said nothing about ranges.
     public init(size: Int64, span: ClosedRange<Int64>, initialHeaders: HTTPHeaders, request: UpstreamRequest,
-                fetcher: UpstreamFetcher, settings: DownloadSettings, now: Double) {
+                fetcher: UpstreamFetcher, settings: DownloadSettings, budget: WorkerBudget? = nil, now: Double) {
         let plan = ChunkPlan(totalSize: size, preferredChunkSize: settings.chunkSize)
         let units = ChunkPlan(totalSize: size, unitSize: ChunkPlan.fetchUnitSize(chunkSize: plan.chunkSize, rangeSize: settings.rangeSize))
         let needed = units.chunks(overlapping: span)
@@ -43,6 +45,7 @@ public final class ChunkedDownload: Sendable {
         self.span = span
         self.settings = settings
         self.fetcher = fetcher
+        self.budget = budget
         var rangeRequest = request
         rangeRequest.followRedirects = false
         rangeRequest.method = .GET
@@ -126,6 +129,19 @@ public final class ChunkedDownload: Sendable {
         let writer = ChunkBoard.Writer.worker(id)
         while true {
             let readAhead = settings.readAhead
+            // Workers beyond the probe take a slot of the service-wide budget before they claim
+            // work, and give it back after each unit, so downloads take turns.
+            var holdsSlot = false
+            if id > 0, let budget {
+                let ready = coordinator.read { state in
+                    !state.board.isComplete && state.rangesUsable == true && state.ramp.admits(worker: id)
+                        && state.board.canClaim(startingBelow: state.readerOffset + readAhead)
+                }
+                if ready {
+                    try await budget.acquire()
+                    holdsSlot = true
+                }
+            }
             let decision: WorkerStep = coordinator.update { state in
                 if state.board.isComplete || state.rangesUsable == false { return .exit }
                 // Until the probe has answered, only worker 0 may fetch.
@@ -134,6 +150,10 @@ public final class ChunkedDownload: Sendable {
                 case .chunk(let index): return .fetch(index)
                 case .wait, .none: return .waitForWork
                 }
+            }
+            if holdsSlot, case .fetch = decision {} else if holdsSlot {
+                budget?.release()
+                holdsSlot = false
             }
             switch decision {
             case .exit:
@@ -153,6 +173,7 @@ public final class ChunkedDownload: Sendable {
                         || state.board.canClaim(startingBelow: state.readerOffset + readAhead)
                 }
             case .fetch(let index):
+                defer { if holdsSlot { budget?.release() } }
                 do {
                     try await fetchRange(index, writer: writer)
                     let now = Self.now()

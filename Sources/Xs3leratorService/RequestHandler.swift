@@ -10,6 +10,7 @@ import NIOHTTP1
 struct RequestHandler: Sendable {
     let configuration: Xs3leratorConfiguration
     let fetcher: UpstreamFetcher
+    let budget: WorkerBudget
     let logger: Logger
 
     enum Outcome {
@@ -145,7 +146,8 @@ struct RequestHandler: Sendable {
                                        request: UpstreamRequest(url: response.url, method: .GET, headers: request.headers,
                                                                 tlsSkipVerify: request.tlsSkipVerify,
                                                                 connectTimeout: request.connectTimeout, readTimeout: request.readTimeout),
-                                       fetcher: fetcher, settings: configuration.download, now: ChunkedDownload.now())
+                                       fetcher: fetcher, settings: configuration.download, budget: budget,
+                                       now: ChunkedDownload.now())
         download.start(initial: response.body, parallel: advertised != "none")
         defer { download.finish() }
         try await writer.head(status, headers)

@@ -14,11 +14,14 @@ public struct Xs3leratorConfiguration: Sendable {
     public var passthrough: Bool
     /// How long a graceful shutdown waits for in-flight responses.
     public var shutdownGracePeriod: Duration
+    /// Range workers fetching at once across all downloads (each download's first stream and
+    /// probe come on top). Bounds memory whatever the number of clients.
+    public var maximumRangeWorkers: Int
 
     public init(bindHost: String = "0.0.0.0", port: Int = 8080, download: DownloadSettings,
                 upstreamTLSSkipVerify: Bool = false, upstreamConnectTimeout: Duration = .seconds(30),
                 upstreamReadTimeout: Duration? = .seconds(300), passthrough: Bool = true,
-                shutdownGracePeriod: Duration = .seconds(30)) {
+                shutdownGracePeriod: Duration = .seconds(30), maximumRangeWorkers: Int = 16) {
         self.bindHost = bindHost
         self.port = port
         self.download = download
@@ -27,5 +30,6 @@ public struct Xs3leratorConfiguration: Sendable {
         self.upstreamReadTimeout = upstreamReadTimeout
         self.passthrough = passthrough
         self.shutdownGracePeriod = shutdownGracePeriod
+        self.maximumRangeWorkers = maximumRangeWorkers
     }
 }

@@ -20,7 +20,8 @@ public final class Xs3leratorServer: Service, Sendable {
     public init(configuration: Xs3leratorConfiguration, logger: Logger) {
         self.configuration = configuration
         self.clients = UpstreamClientPool(connectionsPerHost: max(64, 4 * configuration.download.concurrency))
-        self.handler = RequestHandler(configuration: configuration, fetcher: UpstreamFetcher(clients: clients), logger: logger)
+        self.handler = RequestHandler(configuration: configuration, fetcher: UpstreamFetcher(clients: clients),
+                                      budget: WorkerBudget(capacity: configuration.maximumRangeWorkers), logger: logger)
         self.logger = logger
     }
 

@@ -42,6 +42,9 @@ struct Xs3leratorCommand: AsyncParsableCommand {
     @Option(help: "Most parallel range requests per download. [XS3_HTTP_CONCURRENCY, default 8]")
     var httpConcurrency: Int?
 
+    @Option(help: "Range workers fetching at once across all downloads; bounds memory whatever the number of clients. [XS3_MAX_RANGE_WORKERS, default 2 × http-concurrency]")
+    var maxRangeWorkers: Int?
+
     @Option(help: "Chunk size, e.g. 32MiB; grown for objects over 10,000 chunks. [XS3_CHUNK_SIZE, default 32MiB]")
     var chunkSize: ByteSizeValue?
 
@@ -110,6 +113,10 @@ struct Xs3leratorCommand: AsyncParsableCommand {
         guard chunk >= 1024, chunk <= ChunkPlan.maximumChunkSize else {
             throw UsageError("invalid value '\(chunk)' for --chunk-size: expected 1 KiB to 5 GiB")
         }
+        let maximumWorkers = try env.value(maxRangeWorkers, "XS3_MAX_RANGE_WORKERS", option: "--max-range-workers") ?? 2 * concurrency
+        guard (1...4096).contains(maximumWorkers) else {
+            throw UsageError("invalid value '\(maximumWorkers)' for --max-range-workers: expected 1 to 4096")
+        }
         let range = try env.value(rangeSize, "XS3_RANGE_SIZE", option: "--range-size")?.bytes ?? (8 << 20)
         guard range >= 1024 else {
             throw UsageError("invalid value '\(range)' for --range-size: expected at least 1 KiB")
@@ -145,6 +152,6 @@ struct Xs3leratorCommand: AsyncParsableCommand {
             upstreamTLSSkipVerify: try env.flag(upstreamTLSSkipVerify, "XS3_UPSTREAM_TLS_SKIP_VERIFY", option: "--upstream-tls-skip-verify"),
             upstreamConnectTimeout: connect, upstreamReadTimeout: read,
             passthrough: try env.flag(passthrough, "XS3_PASSTHROUGH", option: "--passthrough"),
-            shutdownGracePeriod: grace)
+            shutdownGracePeriod: grace, maximumRangeWorkers: maximumWorkers)
     }
 }

@@ -91,6 +91,8 @@ struct ServiceTests {
         (["--temp-dir", "/nonexistent/dir"], "--temp-dir"),
         (["--upstream-connect-timeout", "0"], "--upstream-connect-timeout"),
         (["--port", "70000"], "--port"),
+        (["--max-range-workers", "0"], "--max-range-workers"),
+        (["--range-size", "100"], "--range-size"),
     ])
     func badOptionsFailWithAClearMessage(_ arguments: [String], option: String) async throws {
         let result = try await run(builtExecutable("xs3lerator"), arguments, timeout: 30)
