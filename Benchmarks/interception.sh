@@ -25,17 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-swift build -c release --product passsage >&2
-swift build -c release --product passsage-bench >&2
-BIN="$(swift build -c release --show-bin-path)"
-
-wait_for() {  # file pattern
-    for _ in $(seq 1 300); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
-}
+source Benchmarks/common.sh
+BIN="$(release_bin passsage passsage-bench)"
 
 "$BIN/passsage-bench" origin --ca-out "$WORK/origin-ca.pem" >"$WORK/origin.log" 2>&1 &
 PIDS+=($!)

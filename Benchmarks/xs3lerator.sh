@@ -28,17 +28,8 @@ if ! command -v aria2c >/dev/null 2>&1; then
         || echo "aria2c is not available; its row is skipped" >&2
 fi
 
-swift build -c release --product xs3lerator >&2
-swift build -c release --product passsage-bench >&2
-BIN="$(swift build -c release --show-bin-path)"
-
-wait_for() {  # file pattern
-    for _ in $(seq 1 300); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
-}
+source Benchmarks/common.sh
+BIN="$(release_bin xs3lerator passsage-bench)"
 
 "$BIN/passsage-bench" origin --plain --ca-out "$WORK/unused.pem" >"$WORK/origin.log" 2>&1 &
 PIDS+=($!)
