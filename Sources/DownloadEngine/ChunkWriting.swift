@@ -168,9 +168,11 @@ extension ChunkedDownload {
                 if slot.writer == .stream || (slot.writer == nil && !slot.isDone && slot.isNeeded) {
                     guard slot.range.lowerBound < state.readerOffset + readAhead else { return nil }
                     if slot.writer == nil { _ = state.board.claim(index, by: .stream) }
-                    // Hold a chunk's worth of units ahead too: the first connection is as fast as
-                    // any worker's, so it is not cut by the probe at once.
-                    let runway = Swift.max(1, Int(plan.chunkSize / units.chunkSize))
+                    // Hold units ahead too (a chunk's worth, but no more than a fair share of the
+                    // download): the first connection is as fast as any worker's, so it is not cut
+                    // by the probe at once, and small objects still spread over the workers.
+                    let share = state.board.order.count / (settings.concurrency + 1)
+                    let runway = Swift.max(1, Swift.min(Int(plan.chunkSize / units.chunkSize), share))
                     for next in (index + 1)..<Swift.min(index + 1 + runway, state.board.slots.count)
                     where state.board.slots[next].range.lowerBound < state.readerOffset + readAhead {
                         _ = state.board.claim(next, by: .stream)
