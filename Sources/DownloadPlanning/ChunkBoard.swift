@@ -52,9 +52,6 @@ public struct ChunkBoard: Sendable {
 
     public var isComplete: Bool { slots.allSatisfy { !$0.isNeeded || $0.isDone } }
 
-    /// Whether any needed chunk is unfinished and has no writer.
-    public var hasUnclaimedWork: Bool { slots.contains { $0.isNeeded && !$0.isDone && $0.writer == nil } }
-
     /// Whether `claimNext` would find a chunk below `limit`.
     public func canClaim(startingBelow limit: Int64) -> Bool {
         order.contains { !slots[$0].isDone && slots[$0].writer == nil && slots[$0].range.lowerBound < limit }

@@ -106,7 +106,10 @@ struct RequestHandler: Sendable {
         headers.remove(name: "Accept-Ranges")
         addFinalURL(response, to: &headers)
         try await writer.head(response.status, headers)
-        return try await relay(response.body, writer: writer, url: response.url)
+        let outcome = try await relay(response.body, writer: writer, url: response.url)
+        // Without a length, an HTTP/1.0 client learns the end of the body from the close.
+        let delimitedByClose = head.version.minor == 0 && headers.first(name: "Content-Length") == nil
+        return delimitedByClose ? .closeConnection : outcome
     }
 
     private func download(_ response: UpstreamResponse, size: Int64, request: UpstreamRequest, head: HTTPRequestHead,
