@@ -9,8 +9,9 @@ enum MetadataBackend: String, CaseIterable, Sendable {
     case elasticsearch
 }
 
-/// Retries that do not slow the tests down.
-let quickRetries = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(5), maxDelay: .milliseconds(20), totalBudget: .seconds(5))
+/// Retries that do not slow the tests down. The time budget is generous so that the number of
+/// attempts, which tests count, does not depend on how loaded the machine is.
+let quickRetries = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(5), maxDelay: .milliseconds(20), totalBudget: .seconds(120))
 
 /// Runs `body` against a fresh, empty store of `backend` (no schema yet): a SQLite file in a
 /// temporary directory, or an index on a fake Elasticsearch node. Torn down afterwards.

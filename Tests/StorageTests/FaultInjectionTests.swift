@@ -12,7 +12,9 @@ import Testing
 /// checking on) by `FaultProxy`: retried within the policy and then successful, or, when they do
 /// not stop, surfaced as typed errors within the bound.
 @Suite(.serialized) struct FaultInjectionTests {
-    static let policy = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(10), maxDelay: .milliseconds(50), totalBudget: .seconds(10))
+    /// The budget is generous so that the attempts counted below do not depend on machine load;
+    /// the budget itself is tested on its own.
+    static let policy = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(10), maxDelay: .milliseconds(50), totalBudget: .seconds(120))
 
     @Test func transientFaultsAreRetriedAndThenSucceed() async throws {
         try await withFaultProxy(retry: Self.policy) { proxy, store in
@@ -98,7 +100,7 @@ import Testing
             #expect(proxy.injectedCount >= 2)
             #expect(proxy.injectedCount < 100)
             // No new attempt starts after the budget; the last one is quick here.
-            #expect(elapsed < .seconds(4), "\(elapsed)")
+            #expect(elapsed < .seconds(8), "\(elapsed)")
         }
     }
 }

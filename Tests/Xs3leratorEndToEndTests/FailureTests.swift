@@ -14,7 +14,7 @@ struct FailureTests {
             var elapsed = ContinuousClock.now - started
             #expect(early.stdout.hasSuffix("504"), "\(early.stdout)")
             #expect(early.stdout.contains("read timeout"))
-            #expect(elapsed >= .seconds(2) && elapsed < .seconds(6), "\(elapsed)")
+            #expect(elapsed >= .seconds(2) && elapsed < .seconds(10), "\(elapsed)")
 
             // After the headers: the connection is aborted, so the body can never look complete.
             started = ContinuousClock.now
@@ -23,7 +23,7 @@ struct FailureTests {
             elapsed = ContinuousClock.now - started
             #expect(late.status != 0, "curl must see a broken transfer: \(late.stdout)")
             #expect(late.stdout.hasPrefix("200"))
-            #expect(elapsed >= .seconds(2) && elapsed < .seconds(6), "\(elapsed)")
+            #expect(elapsed >= .seconds(2) && elapsed < .seconds(10), "\(elapsed)")
         }
     }
 
@@ -48,7 +48,7 @@ struct FailureTests {
             let elapsed = ContinuousClock.now - started
             #expect(result.stdout.hasSuffix("504"), "\(result.stdout)")
             #expect(result.stdout.contains("connect timeout"))
-            #expect(elapsed >= .seconds(1) && elapsed < .seconds(5), "\(elapsed)")
+            #expect(elapsed >= .seconds(1) && elapsed < .seconds(10), "\(elapsed)")
 
             let refused = try await curl(["-w", "\n%{http_code}", "\(fixture.base)/http://127.0.0.1:\(try unusedPort())/x"], timeout: 30)
             #expect(refused.stdout.hasSuffix("502"), "\(refused.stdout)")
