@@ -38,14 +38,19 @@ let package = Package(
         ]),
         // The mitm.it site and the proxy-env.sh onboarding script (pure rendering).
         .target(name: "Onboarding"),
+        // A lean HTTP/1.1 client for relaying: per-event-loop keep-alive pools, no thread hops.
+        .target(name: "OriginConnections", dependencies: nio + [
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+        ]),
         // Listener, absolute-form forwarding, CONNECT, interception, health, lifecycle.
         .target(name: "ForwardProxy", dependencies: nio + [
+            "OriginConnections",
             "CertificateAuthority",
             "Onboarding",
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOTLS", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -133,6 +138,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ForwardProxyTests", dependencies: nio + ["ForwardProxy"]),
+        // The relay client in process against our origin: reuse, retry, limits, expiry, timeouts.
+        .testTarget(name: "OriginConnectionsTests", dependencies: nio + ["OriginConnections", "TestOrigin", "TestSupport"]),
         .testTarget(name: "OnboardingTests", dependencies: ["Onboarding"]),
         // Pure storage logic: manifest codec, ranges, keys, SigV4 against botocore vectors, XML.
         .testTarget(name: "StorageTests", dependencies: nio + [

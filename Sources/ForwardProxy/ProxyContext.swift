@@ -1,14 +1,14 @@
-import AsyncHTTPClient
 import CertificateAuthority
 import Logging
 import NIOCore
 import NIOSSL
 import Onboarding
+import OriginConnections
 
 /// Shared, immutable state used by every connection of one proxy instance.
 final class ProxyContext: Sendable {
     let configuration: ProxyConfiguration
-    let httpClient: HTTPClient
+    let originClient: OriginClient
     let interception: InterceptionTLS
     let onboarding: OnboardingSite
     let logger: Logger
@@ -22,13 +22,14 @@ final class ProxyContext: Sendable {
             caCertificateDER: leaves.authority.certificateDER,
             noProxyExtra: configuration.noProxyExtra
         )
-        self.httpClient = HTTPClient(
-            eventLoopGroupProvider: .shared(eventLoopGroup),
-            configuration: try Self.upstreamClientConfiguration(configuration)
-        )
+        self.originClient = try OriginClient(group: eventLoopGroup,
+                                             configuration: try Self.upstreamClientConfiguration(configuration))
     }
 
-    static func upstreamClientConfiguration(_ configuration: ProxyConfiguration) throws -> HTTPClient.Configuration {
+    /// Upstream is HTTP/1.1 only (backpressure and memory stay predictable), follows no redirects,
+    /// decompresses nothing, and does not retry refused connections: a refused origin is a 502 now,
+    /// not after the connect timeout, and the client decides whether to retry.
+    static func upstreamClientConfiguration(_ configuration: ProxyConfiguration) throws -> OriginClientConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         if configuration.upstreamTLSSkipVerify {
             tls.certificateVerification = .none
@@ -36,23 +37,12 @@ final class ProxyContext: Sendable {
         if let file = configuration.upstreamCAFile {
             tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(file))]
         }
-        var client = HTTPClient.Configuration(
-            tlsConfiguration: tls,
-            redirectConfiguration: .disallow,
-            timeout: .init(connect: configuration.upstreamConnectTimeout, read: configuration.upstreamReadTimeout),
-            connectionPool: .init(
-                idleTimeout: .seconds(60),
-                concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.upstreamConnectionsPerHost
-            ),
-            proxy: nil,
-            ignoreUncleanSSLShutdown: false,
-            decompression: .disabled
-        )
-        // HTTP/1.1 upstream keeps TCP backpressure end to end (see docs/architecture.md).
-        client.httpVersion = .http1Only
-        // A refused or unreachable origin is a 502 now, not after the whole connect timeout spent
-        // retrying: the client decides whether to retry.
-        client.connectionPool.retryConnectionEstablishment = false
+        var client = OriginClientConfiguration()
+        client.tls = tls
+        client.connectTimeout = configuration.upstreamConnectTimeout
+        client.readTimeout = configuration.upstreamReadTimeout
+        client.connectionsPerOrigin = configuration.upstreamConnectionsPerHost
+        client.idleTimeout = .seconds(60)
         return client
     }
 

@@ -1,8 +1,8 @@
-import AsyncHTTPClient
 import Logging
 import NIOCore
 import NIOHTTP1
 import Onboarding
+import OriginConnections
 
 /// Where the HTTP requests on a connection come from.
 enum ConnectionMode {
@@ -15,7 +15,7 @@ enum ConnectionMode {
 /// Serves the HTTP requests of one client connection (or of one intercepted tunnel), one at a
 /// time: forwards them upstream, answers `mitm.it` locally, and hands CONNECT to `TunnelSwitch`.
 /// `HTTPServerPipelineHandler` in front of it holds pipelined requests back until a response ends.
-final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, OriginExchangeDelegate {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -34,7 +34,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private enum State {
         case idle
         /// A request is being forwarded upstream.
-        case forwarding(UpstreamExchange, RequestRecord, responseStarted: Bool)
+        case forwarding(OriginExchange, RequestRecord, responseStarted: Bool)
         /// A local response was sent; the rest of the request body is read and dropped.
         case discardingRequestBody(RequestRecord, closeAfter: Bool)
         /// CONNECT head received; the switch happens on its `.end`.
@@ -49,8 +49,6 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var readsPaused = false
     private var readPending = false
-    private var writabilityPromise: EventLoopPromise<Void>?
-    private var flushScheduled = false
 
     init(mode: ConnectionMode, proxy: ProxyContext) {
         self.mode = mode
@@ -142,9 +140,8 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func receivedBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         switch state {
         case .forwarding(let exchange, _, _):
-            guard let body = exchange.requestBody else { return }
-            body.append(buffer)
-            if body.shouldPauseClient { readsPaused = true }
+            exchange.writeBody(buffer)
+            if !exchange.isWritable { readsPaused = true }
         case .discardingRequestBody, .awaitingConnectEnd, .idle, .switched:
             break
         }
@@ -155,7 +152,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .forwarding(let exchange, var record, let started):
             record.requestEnded = true
             state = .forwarding(exchange, record, responseStarted: started)
-            exchange.requestBody?.end()
+            exchange.end()
         case .discardingRequestBody(_, let closeAfter):
             state = .idle
             if closeAfter { context.close(promise: nil) }
@@ -187,29 +184,30 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
                                   promise: nil)
         }
-        let requestBody = Self.requestBodyLength(head.headers).map { length in
-            RequestBodyStream(eventLoop: context.eventLoop, length: length)
+        let bodyLength = Self.requestBodyLength(head.headers)
+        switch bodyLength {
+        case .some(.some(let length)):
+            headers.replaceOrAdd(name: "Content-Length", value: String(length))
+        case .some(.none):
+            headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+        case .none:
+            headers.remove(name: "content-length")
+            // Methods that normally carry a body say explicitly that this one has none.
+            if head.method == .POST || head.method == .PUT || head.method == .PATCH {
+                headers.add(name: "Content-Length", value: "0")
+            }
         }
-        let url = "\(scheme.rawValue)://\(hostHeader)\(UpstreamURL.encodeInvalidCharacters(pathAndQuery))"
-        let request: HTTPClient.Request
-        do {
-            request = try HTTPClient.Request(url: url, method: head.method, headers: headers, body: requestBody?.body)
-        } catch {
-            respondLocally(status: .badRequest, text: "invalid request URL: \(error)\n", record: record,
-                           close: true, context: context)
-            return
-        }
-        let exchange = UpstreamExchange(handler: self, eventLoop: context.eventLoop, requestBody: requestBody)
-        requestBody?.onDrained = { [weak self] in self?.resumeReads() }
-        state = .forwarding(exchange, record, responseStarted: false)
-        exchange.task = proxy.httpClient.execute(
-            request: request,
-            delegate: exchange,
-            // Callbacks run on the client connection's loop. Requiring the upstream connection there too
-            // (delegateAndChannel) made async-http-client stop reusing connections: docs/performance.md.
-            eventLoop: .delegate(on: context.eventLoop),
-            logger: nil
+        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method,
+                                           uri: UpstreamURL.encodeInvalidCharacters(pathAndQuery), headers: headers)
+        // The exchange never calls back before startExchange returns.
+        let exchange = proxy.originClient.startExchange(
+            on: context.eventLoop,
+            origin: Origin(host: authority.host, port: authority.port, usesTLS: scheme == .https),
+            head: upstreamHead,
+            hasBody: bodyLength != nil,
+            delegate: self
         )
+        state = .forwarding(exchange, record, responseStarted: false)
     }
 
     /// The request body length: nil when there is no body, `.some(nil)` when it is chunked.
@@ -223,7 +221,9 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return nil
     }
 
-    func upstreamDidReceiveHead(_ exchange: UpstreamExchange, _ head: HTTPResponseHead) {
+    // MARK: OriginExchangeDelegate
+
+    func originExchange(_ exchange: OriginExchange, didReceiveHead head: HTTPResponseHead) {
         guard let context, case .forwarding(let current, var record, _) = state, current === exchange else { return }
         record.status = head.status
         state = .forwarding(exchange, record, responseStarted: true)
@@ -232,32 +232,37 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                       promise: nil)
     }
 
-    func upstreamDidReceiveBody(_ exchange: UpstreamExchange, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+    func originExchange(_ exchange: OriginExchange, didReceiveBodyPart buffer: ByteBuffer) {
         guard let context, case .forwarding(let current, var record, let started) = state, current === exchange else {
-            return exchange.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+            return
         }
         record.bodyBytes += buffer.readableBytes
         state = .forwarding(exchange, record, responseStarted: started)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        scheduleFlush(context: context)
-        if context.channel.isWritable {
-            return context.eventLoop.makeSucceededVoidFuture()
-        }
-        let promise = writabilityPromise ?? context.eventLoop.makePromise(of: Void.self)
-        writabilityPromise = promise
-        return promise.futureResult
+        // A slow client holds the origin back: TCP backpressure end to end, memory bounded.
+        if !context.channel.isWritable { exchange.pauseResponse() }
     }
 
-    func upstreamDidFinish(_ exchange: UpstreamExchange) {
+    /// One flush per burst of upstream reads: one TLS record batch and one write syscall.
+    func originExchangeDidCompleteRead(_ exchange: OriginExchange) {
+        guard let context, case .forwarding(let current, _, _) = state, current === exchange else { return }
+        context.flush()
+    }
+
+    func originExchangeDidFinish(_ exchange: OriginExchange) {
         guard let context, case .forwarding(let current, let record, _) = state, current === exchange else { return }
         finishResponse(record: record, close: !record.keepAlive || !record.requestEnded, context: context)
     }
 
-    func upstreamDidFail(_ exchange: UpstreamExchange, _ error: Error) {
+    func originExchangeBecameWritable(_ exchange: OriginExchange) {
+        guard case .forwarding(let current, _, _) = state, current === exchange else { return }
+        resumeReads()
+    }
+
+    func originExchange(_ exchange: OriginExchange, didFail error: any Error) {
         guard let context, case .forwarding(let current, let record, let started) = state, current === exchange else {
             return
         }
-        exchange.requestBody?.fail(error)
         if started {
             // Headers are out: the only honest signal left is to cut the connection, so a
             // truncated body can never look complete.
@@ -354,17 +359,6 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Flow control and lifecycle
 
-    /// Flushes once per event-loop tick: async-http-client delivers the parts of one upstream read
-    /// back to back, and one flush makes one TLS record batch and one write syscall.
-    private func scheduleFlush(context: ChannelHandlerContext) {
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        context.eventLoop.assumeIsolated().execute { [self] in
-            self.flushScheduled = false
-            self.context?.flush()
-        }
-    }
-
     func read(context: ChannelHandlerContext) {
         if readsPaused {
             readPending = true
@@ -383,9 +377,8 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let promise = writabilityPromise {
-            writabilityPromise = nil
-            promise.succeed(())
+        if context.channel.isWritable, case .forwarding(let exchange, _, _) = state {
+            exchange.resumeResponse()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -397,8 +390,6 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             log(record, note: "client_closed")
         }
         state = .idle
-        writabilityPromise?.fail(ChannelError.ioOnClosedChannel)
-        writabilityPromise = nil
         context.fireChannelInactive()
     }
 

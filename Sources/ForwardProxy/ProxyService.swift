@@ -38,7 +38,7 @@ public final class ProxyService: Service, Sendable {
         do {
             server = try await bindProxy(quiescing: quiescing)
         } catch {
-            try? await proxy.httpClient.shutdown()
+            await proxy.originClient.shutdown()
             throw ListenError(what: "proxy", host: configuration.bindHost, port: configuration.port, underlying: error)
         }
         boundAddress.withLockedValue { $0 = server.localAddress }
@@ -50,7 +50,7 @@ public final class ProxyService: Service, Sendable {
                                                      readiness: readiness, group: group)
             } catch {
                 server.close(promise: nil)
-                try? await proxy.httpClient.shutdown()
+                await proxy.originClient.shutdown()
                 throw ListenError(what: "health", host: configuration.healthHost, port: configuration.healthPort,
                                   underlying: error)
             }
@@ -72,7 +72,7 @@ public final class ProxyService: Service, Sendable {
             server.close(promise: nil)
         }
         try? await health?.close()
-        try? await proxy.httpClient.shutdown()
+        await proxy.originClient.shutdown()
         logger.notice("stopped")
     }
 

@@ -1,7 +1,7 @@
-import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import OriginConnections
 
 /// How an upstream failure is reported to the client.
 public struct UpstreamFailure: Equatable, Sendable {
@@ -12,19 +12,17 @@ public struct UpstreamFailure: Equatable, Sendable {
     /// that kept us from getting a response (refused, DNS, TLS verification) is 502.
     public static func classify(_ error: any Error) -> UpstreamFailure {
         let detail = String(describing: error)
-        if let clientError = error as? HTTPClientError {
-            switch clientError {
-            case .connectTimeout:
-                return UpstreamFailure(status: .gatewayTimeout, message: "upstream connect timed out")
-            case .readTimeout:
-                return UpstreamFailure(status: .gatewayTimeout, message: "upstream read timed out")
-            case .deadlineExceeded:
-                return UpstreamFailure(status: .gatewayTimeout, message: "upstream deadline exceeded")
-            case .remoteConnectionClosed:
-                return UpstreamFailure(status: .badGateway, message: "upstream closed the connection")
-            default:
-                break
-            }
+        switch error {
+        case OriginError.connectTimeout, ChannelError.connectTimeout:
+            return UpstreamFailure(status: .gatewayTimeout, message: "upstream connect timed out")
+        case OriginError.readTimeout:
+            return UpstreamFailure(status: .gatewayTimeout, message: "upstream read timed out")
+        case OriginError.connectionClosed:
+            return UpstreamFailure(status: .badGateway, message: "upstream closed the connection")
+        case OriginError.shutdown:
+            return UpstreamFailure(status: .serviceUnavailable, message: "the proxy is shutting down")
+        default:
+            break
         }
         if isCertificateFailure(error, detail: detail) {
             return UpstreamFailure(

@@ -12,6 +12,8 @@ final class OriginHandler: ChannelInboundHandler {
     private var uploadHasher: SHA256?
     private var uploadBytes = 0
     private var pump: BodyPump?
+    /// Set by `/small?dropnext=1`: the connection's next request is met with a silent close.
+    private var dropNextRequest = false
 
     init(stats: OriginStats) {
         self.stats = stats
@@ -44,8 +46,13 @@ final class OriginHandler: ChannelInboundHandler {
         let query = parts.count > 1 ? Self.parseQuery(parts[1]) : [:]
         let segments = path.split(separator: "/").map(String.init)
         let isHead = head.method == .HEAD
+        if dropNextRequest {
+            context.close(promise: nil)
+            return
+        }
         switch (head.method, segments.first) {
         case (.GET, "small"), (.HEAD, "small"):
+            dropNextRequest = query["dropnext"] != nil
             respond(.ok, body: "ok\n", context: context)
         case (.GET, "bytes"), (.HEAD, "bytes"):
             guard segments.count == 2, let count = Int64(segments[1]), count >= 0 else {
@@ -77,6 +84,7 @@ final class OriginHandler: ChannelInboundHandler {
             let location = hops == 1 ? "/" + rest : "/redirect/\(hops - 1)/" + rest
             respond(.found, body: "", extra: [("Location", location)], context: context)
         case (.POST, "upload"), (.PUT, "upload"):
+            dropNextRequest = query["dropnext"] != nil
             let digest = uploadHasher.map { OriginContent.hex($0.finalize()) } ?? ""
             respond(.ok, body: "sha256=\(digest) bytes=\(uploadBytes)\n", context: context)
         case (.GET, "headers"):

@@ -7,18 +7,20 @@ import NIOSSL
 /// A small origin server for tests and benchmarks, plain or TLS, on 127.0.0.1.
 ///
 /// Routes:
-/// - `GET /small`: `ok\n`.
+/// - `GET /small[?dropnext=1]`: `ok\n`; with `dropnext`, the connection's next request gets a
+///   silent close, as from an origin that timed out a keep-alive connection just then.
 /// - `GET /bytes/N[?rate=B&delay=MS]`: N deterministic bytes (`OriginContent`), optionally capped at
 ///   B bytes/s per connection, after an optional delay before the response head.
 /// - `GET|HEAD /object/N?...`: N bytes with range support and faults to order (`ObjectResponse`).
 /// - `GET /redirect/K/<rest>`: K chained 302s, then `/<rest>`.
-/// - `POST|PUT /upload`: reads the body and answers `sha256=<hex> bytes=<n>`.
+/// - `POST|PUT /upload[?dropnext=1]`: reads the body and answers `sha256=<hex> bytes=<n>`.
 /// - `GET /headers`: the request headers, one `name: value` per line.
 /// - `GET /stall`: accepts the request and never answers.
 /// - `GET /status/N[?body=T]`: status N with body T (default empty).
 public final class TestOriginServer: Sendable {
     public let channel: Channel
     private let openConnections: NIOLockedValueBox<Int>
+    private let accepted: NIOLockedValueBox<Int>
     /// Transfers, bytes and ranges served, across connections.
     public let stats: OriginStats
 
@@ -27,9 +29,14 @@ public final class TestOriginServer: Sendable {
     /// Connections open right now (to check that a cancelled download closed its upstream).
     public var connectionCount: Int { openConnections.withLockedValue { $0 } }
 
-    private init(channel: Channel, openConnections: NIOLockedValueBox<Int>, stats: OriginStats) {
+    /// Connections accepted since start (to check keep-alive reuse).
+    public var acceptedConnections: Int { accepted.withLockedValue { $0 } }
+
+    private init(channel: Channel, openConnections: NIOLockedValueBox<Int>, accepted: NIOLockedValueBox<Int>,
+                 stats: OriginStats) {
         self.channel = channel
         self.openConnections = openConnections
+        self.accepted = accepted
         self.stats = stats
     }
 
@@ -41,6 +48,7 @@ public final class TestOriginServer: Sendable {
     ) async throws -> TestOriginServer {
         let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let counter = NIOLockedValueBox(0)
+        let accepted = NIOLockedValueBox(0)
         let stats = OriginStats()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -49,6 +57,7 @@ public final class TestOriginServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     counter.withLockedValue { $0 += 1 }
+                    accepted.withLockedValue { $0 += 1 }
                     channel.closeFuture.whenComplete { _ in counter.withLockedValue { $0 -= 1 } }
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
@@ -59,7 +68,7 @@ public final class TestOriginServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        return TestOriginServer(channel: channel, openConnections: counter, stats: stats)
+        return TestOriginServer(channel: channel, openConnections: counter, accepted: accepted, stats: stats)
     }
 
     public func stop() async {
