@@ -120,6 +120,7 @@ let package = Package(
         // What both command lines share: option values from flags or the environment, one-line errors.
         .target(name: "CommandLineSupport", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         // The CLI only.

@@ -72,11 +72,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let settings = try Settings(command: self, environment: environment)
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = settings.verbose ? .debug : .info
-            return handler
-        }
+        LoggingSetup.bootstrap(verbose: settings.verbose)
         let logger = Logger(label: "passsage")
 
         let (authority, origin) = try CertificateAuthorityStore.resolve(

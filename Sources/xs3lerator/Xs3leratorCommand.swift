@@ -84,11 +84,7 @@ struct Xs3leratorCommand: AsyncParsableCommand {
         let env = EnvironmentResolver(environment: environment)
         let configuration = try makeConfiguration(env, environment: environment)
         let verbose = try env.flag(verbose, "XS3_VERBOSE", option: "--verbose")
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = verbose ? .debug : .info
-            return handler
-        }
+        LoggingSetup.bootstrap(verbose: verbose)
         let logger = Logger(label: "xs3lerator")
         logger.notice("starting", metadata: [
             "chunk-size": "\(ByteSize.describe(configuration.download.chunkSize))",
