@@ -59,6 +59,7 @@ enum HTTPPipeline {
         let operations = channel.pipeline.syncOperations
         try operations.addHandler(IdleStateHandler(allTimeout: proxy.configuration.clientIdleTimeout))
         try operations.configureHTTPServerPipeline(
+            withPipeliningAssistance: false,   // ProxyHTTPHandler holds pipelined requests itself
             withServerUpgrade: (upgraders: [], completionHandler: { _ in }),
             withErrorHandling: false
         )
@@ -79,6 +80,7 @@ enum HTTPPipeline {
         try operations.addHandler(ProxyHTTPHandler(mode: .tunnel(scheme: scheme, authority: authority), proxy: proxy),
                                   position: .after(handler))
         try operations.addHandler(responder, position: .after(handler))
-        try operations.configureHTTPServerPipeline(position: .after(handler), withErrorHandling: false)
+        try operations.configureHTTPServerPipeline(position: .after(handler), withPipeliningAssistance: false,
+                                                   withErrorHandling: false)
     }
 }

@@ -14,7 +14,10 @@ enum ConnectionMode {
 
 /// Serves the HTTP requests of one client connection (or of one intercepted tunnel), one at a
 /// time: forwards them upstream, answers `mitm.it` locally, and hands CONNECT to `TunnelSwitch`.
-/// `HTTPServerPipelineHandler` in front of it holds pipelined requests back until a response ends.
+/// Pipelined requests wait here until the response before them ends. (NIO's
+/// `HTTPServerPipelineHandler` would do that too, but it stops reading during every response, which
+/// costs two `epoll_ctl` calls per request; this handler keeps reading until a request is
+/// actually pipelined.)
 final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, OriginExchangeDelegate {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -49,6 +52,11 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
     private var context: ChannelHandlerContext?
     private var readsPaused = false
     private var readPending = false
+    /// Parts of requests pipelined behind the one in flight; reads stop while any wait.
+    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
+    private var isReplaying = false
+    /// Graceful shutdown asked for this connection to close once the request in flight is done.
+    private var quiescing = false
 
     init(mode: ConnectionMode, proxy: ProxyContext) {
         self.mode = mode
@@ -66,7 +74,41 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !pipelined.isEmpty || currentRequestEnded {
+            pipelined.append(part)
+            readsPaused = true
+            return
+        }
+        handle(part, context: context)
+    }
+
+    /// Whether the request in flight has been read whole, so further parts belong to the next one.
+    private var currentRequestEnded: Bool {
+        if case .forwarding(_, let record, _) = state { return record.requestEnded }
+        return false
+    }
+
+    /// Serves pipelined requests once the one before them is done, then reads again.
+    private func replayPipelined(context: ChannelHandlerContext) {
+        guard !isReplaying else { return }   // a local response finishing inside `handle`
+        isReplaying = true
+        defer { isReplaying = false }
+        while case .idle = state, !pipelined.isEmpty {
+            while !pipelined.isEmpty, !currentRequestEnded, !isSwitched {
+                handle(pipelined.removeFirst(), context: context)
+            }
+        }
+        if pipelined.isEmpty { resumeReads() }
+    }
+
+    private var isSwitched: Bool {
+        if case .switched = state { return true }
+        return false
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             receivedHead(head, context: context)
         case .body(let buffer):
@@ -155,7 +197,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
             exchange.end()
         case .discardingRequestBody(_, let closeAfter):
             state = .idle
-            if closeAfter { context.close(promise: nil) }
+            if closeAfter || quiescing { context.close(promise: nil) }
         case .awaitingConnectEnd(let authority, let record):
             state = .switched
             TunnelSwitch.handleConnect(authority: authority, requestID: record.requestID,
@@ -342,10 +384,16 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
         state = .idle
         log(record)
         let flushed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        resumeReads()
-        if close {
+        if close || quiescing {
+            pipelined.removeAll()
             let channel = context.channel
             flushed.whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
+        if pipelined.isEmpty {
+            resumeReads()
+        } else {
+            replayPipelined(context: context)
         }
     }
 
@@ -395,6 +443,12 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
+            if case .idle = state { context.close(promise: nil) }
+            return
+        }
+        if event is ChannelShouldQuiesceEvent {
+            // Idle connections close now, busy ones when their response ends (finishResponse).
+            quiescing = true
             if case .idle = state { context.close(promise: nil) }
             return
         }

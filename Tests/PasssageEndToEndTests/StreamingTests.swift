@@ -70,4 +70,24 @@ struct StreamingTests {
         #expect(!text.contains("proxy-authorization"))
         #expect(text.contains("host: 127.0.0.1:\(origin.port)"))
     }
+
+    @Test("pipelined requests are answered in order, on one connection, and Connection: close ends it")
+    func pipelinedRequests() async throws {
+        let origin = try await TestOriginServer.start()
+        let proxy = try await PasssageProcess.launch()
+        defer { proxy.stop(); Task { await origin.stop() } }
+        let base = "http://127.0.0.1:\(origin.port)"
+        // All three in one write: the second and third arrive while the first is still being relayed.
+        let requests = "GET \(base)/bytes/300000 HTTP/1.1\r\nHost: x\r\n\r\n"
+            + "GET \(base)/status/201?body=second HTTP/1.1\r\nHost: x\r\n\r\n"
+            + "GET \(base)/headers HTTP/1.1\r\nHost: x\r\nX-Marker: third\r\nConnection: close\r\n\r\n"
+        let reply = try rawExchange(port: proxy.port, send: Array(requests.utf8), timeout: 20)
+        let first = try #require(reply.range(of: "HTTP/1.1 200"))
+        let second = try #require(reply.range(of: "HTTP/1.1 201"))
+        let secondBody = try #require(reply.range(of: "\r\n\r\nsecond"))
+        let third = try #require(reply.range(of: "HTTP/1.1 200", range: secondBody.upperBound..<reply.endIndex))
+        #expect(first.lowerBound < second.lowerBound)
+        #expect(reply[third.upperBound...].contains("x-marker: third"))
+        #expect(origin.acceptedConnections == 1)
+    }
 }
