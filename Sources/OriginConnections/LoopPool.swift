@@ -101,6 +101,8 @@ final class LoopPool: @unchecked Sendable {
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // As on the proxy's listener: more reads per wake-up, so a large body moves in bigger bursts.
+            .channelOption(.maxMessagesPerRead, value: 16)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
