@@ -12,7 +12,12 @@ public final class OriginClient: Sendable {
 
     /// `connectionsPerOrigin` is shared out evenly across the group's event loops.
     public init(group: any EventLoopGroup, configuration: OriginClientConfiguration) throws {
-        let sslContext = try NIOSSLContext(configuration: configuration.tls)
+        var tls = configuration.tls
+        // A connection is only closed when its exchange is abandoned or it expired in the pool.
+        // Waiting for the origin's close_notify (NIOSSL's default allows 5 s) would let an
+        // abandoned transfer run on: send ours and close the socket at once.
+        tls.shutdownTimeout = .nanoseconds(0)
+        let sslContext = try NIOSSLContext(configuration: tls)
         let loops = Array(group.makeIterator())
         let perLoop = (configuration.connectionsPerOrigin + loops.count - 1) / max(1, loops.count)
         var pools: [ObjectIdentifier: LoopPool] = [:]
