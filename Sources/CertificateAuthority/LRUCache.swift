@@ -1,46 +1,101 @@
-/// A small least-recently-used map with per-entry expiry. Not thread-safe: wrap it in a lock.
-///
-/// Eviction scans for the oldest entry, which is O(n) but happens only on inserts past capacity;
-/// inserts follow a leaf minting (~0.4 ms), so a scan of a few thousand entries is noise.
+/// A least-recently-used map with per-entry expiry, O(1) for lookups, inserts and evictions: the
+/// entries live in an array threaded by a doubly linked recency list (indices, not references), and
+/// a dictionary maps keys to slots. Not thread-safe: wrap it in a lock.
 public struct LRUCache<Key: Hashable, Value> {
-    fileprivate struct Entry {
+    fileprivate struct Slot {
+        var key: Key
         var value: Value
-        var lastUsed: UInt64
         var expires: UInt64
+        /// Towards the most recently used end.
+        var newer: Int
+        /// Towards the least recently used end.
+        var older: Int
     }
 
+    private static var none: Int { -1 }
+
     public let capacity: Int
-    private var entries: [Key: Entry] = [:]
-    private var tick: UInt64 = 0
+    private var slots: [Slot] = []
+    private var index: [Key: Int] = [:]
+    /// Most recently used slot.
+    private var newest = LRUCache.none
+    /// Least recently used slot: the next to go.
+    private var oldest = LRUCache.none
+    /// Slots freed by expiry, reused before the array grows.
+    private var free: [Int] = []
 
     public init(capacity: Int) {
         precondition(capacity > 0, "capacity must be positive")
         self.capacity = capacity
     }
 
-    public var count: Int { entries.count }
+    public var count: Int { index.count }
 
     /// Returns the value if present and not expired at `now`, marking it recently used.
     public mutating func value(for key: Key, now: UInt64) -> Value? {
-        guard var entry = entries[key] else { return nil }
-        if entry.expires <= now {
-            entries[key] = nil
+        guard let slot = index[key] else { return nil }
+        if slots[slot].expires <= now {
+            remove(slot: slot)
             return nil
         }
-        tick &+= 1
-        entry.lastUsed = tick
-        entries[key] = entry
-        return entry.value
+        moveToNewest(slot)
+        return slots[slot].value
     }
 
     public mutating func insert(_ value: Value, for key: Key, expires: UInt64) {
-        tick &+= 1
-        entries[key] = Entry(value: value, lastUsed: tick, expires: expires)
-        while entries.count > capacity, let oldest = entries.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
-            entries[oldest.key] = nil
+        if let slot = index[key] {
+            slots[slot].value = value
+            slots[slot].expires = expires
+            moveToNewest(slot)
+            return
         }
+        let slot: Int
+        if index.count >= capacity {
+            // Reuse the least recently used slot in place.
+            slot = oldest
+            unlink(slot)
+            index[slots[slot].key] = nil
+            slots[slot] = Slot(key: key, value: value, expires: expires, newer: Self.none, older: Self.none)
+        } else if let reusable = free.popLast() {
+            slot = reusable
+            slots[slot] = Slot(key: key, value: value, expires: expires, newer: Self.none, older: Self.none)
+        } else {
+            slot = slots.count
+            slots.append(Slot(key: key, value: value, expires: expires, newer: Self.none, older: Self.none))
+        }
+        index[key] = slot
+        linkAsNewest(slot)
+    }
+
+    private mutating func remove(slot: Int) {
+        unlink(slot)
+        index[slots[slot].key] = nil
+        free.append(slot)
+    }
+
+    private mutating func moveToNewest(_ slot: Int) {
+        guard slot != newest else { return }
+        unlink(slot)
+        linkAsNewest(slot)
+    }
+
+    private mutating func unlink(_ slot: Int) {
+        let newer = slots[slot].newer
+        let older = slots[slot].older
+        if newer != Self.none { slots[newer].older = older } else { newest = older }
+        if older != Self.none { slots[older].newer = newer } else { oldest = newer }
+        slots[slot].newer = Self.none
+        slots[slot].older = Self.none
+    }
+
+    private mutating func linkAsNewest(_ slot: Int) {
+        slots[slot].older = newest
+        slots[slot].newer = Self.none
+        if newest != Self.none { slots[newest].newer = slot }
+        newest = slot
+        if oldest == Self.none { oldest = slot }
     }
 }
 
 extension LRUCache: Sendable where Key: Sendable, Value: Sendable {}
-extension LRUCache.Entry: Sendable where Key: Sendable, Value: Sendable {}
+extension LRUCache.Slot: Sendable where Key: Sendable, Value: Sendable {}

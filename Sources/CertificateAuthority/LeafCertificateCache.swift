@@ -52,10 +52,17 @@ public final class LeafCertificateCache: Sendable {
         self.threadPool = threadPool
     }
 
+    /// The cache key and certificate name for `host`: lower-cased, without a trailing dot, so
+    /// `Example.com.` and `example.com` share one leaf.
+    public static func normalizedHost(_ host: String) -> String {
+        let lower = host.lowercased()
+        return lower.hasSuffix(".") && lower.count > 1 ? String(lower.dropLast()) : lower
+    }
+
     /// The cached leaf for `host`, if there is a fresh one. Never blocks on minting.
     public func cachedLeaf(for host: String) -> IssuedLeaf? {
         let now = UInt64(NIODeadline.now().uptimeNanoseconds)
-        return cache.withLockedValue { $0.value(for: host.lowercased(), now: now) }
+        return cache.withLockedValue { $0.value(for: Self.normalizedHost(host), now: now) }
     }
 
     /// The leaf for `host`; on a miss it is minted on the thread pool, off the event loop.
@@ -70,7 +77,7 @@ public final class LeafCertificateCache: Sendable {
 
     /// Mints a leaf synchronously and caches it. Call off the event loop.
     public func mintAndCache(host: String) throws -> IssuedLeaf {
-        let key = host.lowercased()
+        let key = Self.normalizedHost(host)
         let certificate = try authority.issueLeaf(
             for: LeafSubject(host: key),
             publicKey: leafKey.publicKey,
