@@ -126,7 +126,7 @@ let package = Package(
         // The CLI only.
         .executableTarget(name: "passsage", dependencies: [
             "ForwardProxy", "CommandLineSupport",
-            "CertificateAuthority",
+            "CertificateAuthority", "OriginConnections",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -33,4 +33,22 @@ enum LocalResponse {
             .end(nil),
         ]
     }
+
+    /// The body of an error the proxy reports itself: a short, stable cause and the request id;
+    /// details stay in the log.
+    static func errorText(_ cause: String, requestID: String) -> String {
+        "\(cause)\nrequest id: \(requestID)\n"
+    }
+
+    /// The answer to a request the HTTP decoder rejected: 431 for oversized headers, 400 otherwise.
+    static func protocolError(_ error: HTTPParserError) -> (HTTPResponseStatus, String) {
+        switch error {
+        case .headerOverflow:
+            return (.requestHeaderFieldsTooLarge, "request header fields too large (limit 80 KiB)")
+        case .invalidChunkSize:
+            return (.badRequest, "malformed chunked request body")
+        default:
+            return (.badRequest, "malformed HTTP request")
+        }
+    }
 }

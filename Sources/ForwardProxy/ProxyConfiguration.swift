@@ -1,4 +1,5 @@
 import NIOCore
+import OriginConnections
 
 /// Everything the forward proxy needs to know at start-up. Built by the CLI; validated there.
 public struct ProxyConfiguration: Sendable {
@@ -17,8 +18,22 @@ public struct ProxyConfiguration: Sendable {
     /// Upper bound of concurrent upstream connections per origin before requests queue.
     public var upstreamConnectionsPerHost: Int = 512
 
-    /// An idle client connection (no request in flight, no bytes either way) is closed after this.
+    /// An idle client connection (no request in flight, no bytes either way) is closed after this;
+    /// a request body with no bytes for this long gets 408 and its upstream connection is closed.
     public var clientIdleTimeout: TimeAmount = .seconds(120)
+    /// From a request's first byte, its head must be complete within this (and, in an intercepted
+    /// tunnel, the TLS handshake too), or the client gets 408 and the connection closes.
+    public var clientHeaderTimeout: TimeAmount = .seconds(30)
+    /// Client connections served at once; more are answered 503 and closed. nil derives it from
+    /// the descriptor limit (`ConnectionLimit.derived`).
+    public var maxClientConnections: Int?
+    /// Requests one connection may pipeline behind the one being served; past it, the queued ones
+    /// are answered and the connection closes (the client retries the rest, RFC 9112 §9.3.2).
+    public var pipelinedRequestLimit: Int = 32
+
+    /// Upstream destinations the proxy never connects to, checked after DNS. Unless the list is
+    /// empty, the proxy's own listen addresses are added once bound.
+    public var destinationPolicy: DestinationPolicy = .defaultPolicy
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     public var shutdownGracePeriod: TimeAmount = .seconds(30)
 
@@ -29,4 +44,10 @@ public struct ProxyConfiguration: Sendable {
     public var noProxyExtra: [String] = []
 
     public init() {}
+
+    /// The default `maxClientConnections` for a descriptor limit: each client connection may hold
+    /// an upstream connection too, and some descriptors stay for listeners, files and the thread pool.
+    public static func derivedMaxClientConnections(descriptorLimit: Int) -> Int {
+        max(16, (descriptorLimit - 64) / 2)
+    }
 }

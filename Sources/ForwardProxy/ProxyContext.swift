@@ -11,6 +11,8 @@ final class ProxyContext: Sendable {
     let originClient: OriginClient
     let interception: InterceptionTLS
     let onboarding: OnboardingSite
+    /// Vets every upstream destination; the listeners' addresses are added once bound.
+    let destinations: DestinationGuard
     let logger: Logger
 
     init(configuration: ProxyConfiguration, leaves: LeafCertificateCache, eventLoopGroup: any EventLoopGroup, logger: Logger) throws {
@@ -22,14 +24,18 @@ final class ProxyContext: Sendable {
             caCertificateDER: leaves.authority.certificateDER,
             noProxyExtra: configuration.noProxyExtra
         )
+        let destinations = DestinationGuard(policy: configuration.destinationPolicy)
+        self.destinations = destinations
         self.originClient = try OriginClient(group: eventLoopGroup,
-                                             configuration: try Self.upstreamClientConfiguration(configuration))
+                                             configuration: try Self.upstreamClientConfiguration(configuration,
+                                                                                                 destinations: destinations))
     }
 
     /// Upstream is HTTP/1.1 only (backpressure and memory stay predictable), follows no redirects,
     /// decompresses nothing, and does not retry refused connections: a refused origin is a 502 now,
     /// not after the connect timeout, and the client decides whether to retry.
-    static func upstreamClientConfiguration(_ configuration: ProxyConfiguration) throws -> OriginClientConfiguration {
+    static func upstreamClientConfiguration(_ configuration: ProxyConfiguration,
+                                            destinations: DestinationGuard) throws -> OriginClientConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         if configuration.upstreamTLSSkipVerify {
             tls.certificateVerification = .none
@@ -43,6 +49,7 @@ final class ProxyContext: Sendable {
         client.readTimeout = configuration.upstreamReadTimeout
         client.connectionsPerOrigin = configuration.upstreamConnectionsPerHost
         client.idleTimeout = .seconds(60)
+        client.destinations = destinations
         return client
     }
 

@@ -8,24 +8,29 @@ import OriginConnections
 enum ConnectionMode {
     /// The proxy's own listener: absolute-form requests, CONNECT, and requests to the proxy itself.
     case forwardListener
-    /// Inside a CONNECT tunnel: origin-form requests for `scheme://authority`.
+    /// Inside a CONNECT tunnel: requests for `scheme://authority`, and only for that authority.
     case tunnel(scheme: RequestScheme, authority: Authority)
 }
 
 /// Serves the HTTP requests of one client connection (or of one intercepted tunnel), one at a
-/// time: forwards them upstream, answers `mitm.it` locally, and hands CONNECT to `TunnelSwitch`.
-/// Pipelined requests wait here until the response before them ends. (NIO's
-/// `HTTPServerPipelineHandler` would do that too, but it stops reading during every response, which
-/// costs two `epoll_ctl` calls per request; this handler keeps reading until a request is
-/// actually pipelined.)
-final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, OriginExchangeDelegate {
+/// time: forwards them upstream, answers `mitm.it` and errors locally, and hands CONNECT to
+/// `TunnelSwitch`.
+///
+/// Input is taken only as fast as output drains: requests pipelined behind the one in flight
+/// wait in a bounded queue (reads stop while any wait), and no new request is started while the
+/// client's output is backed up, whatever produces the response (origin, onboarding site, error).
+/// So a client that sends and never reads holds a bounded amount of memory. (NIO's
+/// `HTTPServerPipelineHandler` also queues, but stops reading during every response, which costs
+/// two `epoll_ctl` calls per request; this handler keeps reading until a request is queued.)
+final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private struct RequestRecord {
-        let method: HTTPMethod
-        let target: String
+    struct RequestRecord {
+        let method: String
+        /// The URL that is fetched and logged (and, later, keyed): computed once from the resolved target.
+        var target: String
         let requestID: String
         let keepAlive: Bool
         let started: NIODeadline
@@ -34,33 +39,60 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
         var requestEnded = false
     }
 
-    private enum State {
+    /// How far the response to a forwarded request got.
+    enum ResponseProgress {
+        case awaitingHead
+        /// The origin's head, held until its first body bytes or the end of the read burst, so a
+        /// response that breaks before any byte reached the client still becomes a clean 502.
+        case headPending(HTTPResponseHead)
+        case streaming
+    }
+
+    enum State {
         case idle
         /// A request is being forwarded upstream.
-        case forwarding(OriginExchange, RequestRecord, responseStarted: Bool)
+        case forwarding(OriginExchange, RequestRecord, ResponseProgress)
         /// A local response was sent; the rest of the request body is read and dropped.
-        case discardingRequestBody(RequestRecord, closeAfter: Bool)
+        case discardingRequestBody(RequestRecord)
         /// CONNECT head received; the switch happens on its `.end`.
         case awaitingConnectEnd(Authority, RequestRecord)
         /// The connection is being handed to the tunnel handlers.
         case switched
+        /// The last response is out and the connection closes; further input is dropped.
+        case closing
     }
 
-    private let mode: ConnectionMode
-    private let proxy: ProxyContext
-    private var state = State.idle
-    private var context: ChannelHandlerContext?
-    private var readsPaused = false
-    private var readPending = false
-    /// Parts of requests pipelined behind the one in flight; reads stop while any wait.
-    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
-    private var isReplaying = false
-    /// Graceful shutdown asked for this connection to close once the request in flight is done.
-    private var quiescing = false
+    /// What waits behind the request in flight.
+    enum Queued {
+        case part(HTTPServerRequestPart)
+        /// A request the decoder rejected, answered in its turn.
+        case malformed(HTTPParserError)
+    }
 
-    init(mode: ConnectionMode, proxy: ProxyContext) {
+    let mode: ConnectionMode
+    let proxy: ProxyContext
+    let headDeadline: RequestHeadDeadline?
+    var state = State.idle
+    var context: ChannelHandlerContext?
+    var readsPaused = false
+    var readPending = false
+    var queue = CircularBuffer<Queued>()
+    /// Requests (heads and malformed ones) in `queue`.
+    var queuedRequests = 0
+    /// More requests were pipelined than the limit: the rest were dropped, and the connection
+    /// closes once the queued ones are answered.
+    var queueOverflowed = false
+    private var isPumping = false
+    /// Graceful shutdown asked for this connection to close once the request in flight is done.
+    var quiescing = false
+    /// Body bytes of the request in flight last arrived then (the client body timeout).
+    var lastBodyRead = NIODeadline.now()
+    var bodyTimer: Scheduled<Void>?
+
+    init(mode: ConnectionMode, proxy: ProxyContext, headDeadline: RequestHeadDeadline?) {
         self.mode = mode
         self.proxy = proxy
+        self.headDeadline = headDeadline
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -68,43 +100,86 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        cancelBodyTimer()
         self.context = nil
     }
 
-    // MARK: Inbound
+    // MARK: Inbound and the queue
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if !pipelined.isEmpty || currentRequestEnded {
-            pipelined.append(part)
-            readsPaused = true
-            return
+        if case .head = part { headDeadline?.headReceived() }
+        if queue.isEmpty, acceptsInput(context) {
+            handle(part, context: context)
+        } else {
+            enqueue(.part(part))
         }
-        handle(part, context: context)
     }
 
-    /// Whether the request in flight has been read whole, so further parts belong to the next one.
-    private var currentRequestEnded: Bool {
-        if case .forwarding(_, let record, _) = state { return record.requestEnded }
-        return false
+    /// Whether the next request part can be handled now rather than queued.
+    private func acceptsInput(_ context: ChannelHandlerContext) -> Bool {
+        switch state {
+        case .idle: return context.channel.isWritable   // output backed up: start no new request
+        case .forwarding(_, let record, _): return !record.requestEnded
+        case .discardingRequestBody, .awaitingConnectEnd, .closing: return true
+        case .switched: return false
+        }
     }
 
-    /// Serves pipelined requests once the one before them is done, then reads again.
-    private func replayPipelined(context: ChannelHandlerContext) {
-        guard !isReplaying else { return }   // a local response finishing inside `handle`
-        isReplaying = true
-        defer { isReplaying = false }
-        while case .idle = state, !pipelined.isEmpty {
-            while !pipelined.isEmpty, !currentRequestEnded, !isSwitched {
-                handle(pipelined.removeFirst(), context: context)
+    /// Whether more bytes should be read from the client now.
+    private func wantsInput(_ context: ChannelHandlerContext) -> Bool {
+        switch state {
+        case .idle: return context.channel.isWritable
+        case .forwarding(let exchange, let record, _): return record.requestEnded || exchange.isWritable
+        case .discardingRequestBody, .awaitingConnectEnd: return true
+        case .switched, .closing: return false
+        }
+    }
+
+    private func enqueue(_ item: Queued) {
+        readsPaused = true
+        guard !queueOverflowed else { return }
+        switch item {
+        case .part(.head), .malformed:
+            guard queuedRequests < proxy.configuration.pipelinedRequestLimit else {
+                queueOverflowed = true
+                proxy.logger.notice("pipelined request limit reached; closing after the queued responses", metadata: [
+                    "client": "\(context?.channel.remoteAddress.map { "\($0)" } ?? "?")",
+                    "limit": "\(proxy.configuration.pipelinedRequestLimit)",
+                ])
+                return
+            }
+            queuedRequests += 1
+        case .part:
+            break
+        }
+        queue.append(item)
+    }
+
+    /// Serves what was queued as far as the state allows, then reads again if input is wanted.
+    func pump(context: ChannelHandlerContext) {
+        guard !isPumping else { return }   // a response finishing inside `handle`
+        isPumping = true
+        defer { isPumping = false }
+        while !queue.isEmpty, acceptsInput(context) {
+            switch queue.removeFirst() {
+            case .part(let part):
+                if case .head = part { queuedRequests -= 1 }
+                handle(part, context: context)
+            case .malformed(let error):
+                queuedRequests -= 1
+                handleProtocolError(error, context: context)
             }
         }
-        if pipelined.isEmpty { resumeReads() }
-    }
-
-    private var isSwitched: Bool {
-        if case .switched = state { return true }
-        return false
+        guard queue.isEmpty else { return }
+        if queueOverflowed, case .idle = state {
+            state = .closing
+            context.close(promise: nil)
+        } else if wantsInput(context) {
+            resumeReads()
+        } else {
+            readsPaused = true
+        }
     }
 
     private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
@@ -119,29 +194,31 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
     }
 
     private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let record = RequestRecord(
-            method: head.method,
-            target: describeTarget(head.uri),
+        var record = RequestRecord(
+            method: head.method.rawValue,
+            target: head.uri,
             requestID: RequestID.resolve(from: head.headers),
             keepAlive: head.isKeepAlive,
             started: .now()
         )
         guard case .idle = state else {
-            // The pipelining handler never delivers a second head early; be defensive anyway.
-            respondLocally(status: .badRequest, text: "unexpected request\n", record: record, close: true, context: context)
+            if case .closing = state { return }
+            respondLocally(status: .badRequest, text: "unexpected request", record: record, close: true, context: context)
             return
         }
         let target: ProxyRequestTarget
         do {
             target = try resolveTarget(head)
         } catch {
-            respondLocally(status: .badRequest, text: "\(error)\n", record: record, close: true, context: context)
+            let status: HTTPResponseStatus = if case .misdirected = error { .misdirectedRequest } else { .badRequest }
+            respondLocally(status: status, text: error.description, record: record, close: true, context: context)
             return
         }
         switch target {
         case .authority(let authority):
+            record.target = authority.description
             guard case .forwardListener = mode else {
-                respondLocally(status: .methodNotAllowed, text: "CONNECT inside a tunnel is not supported\n",
+                respondLocally(status: .methodNotAllowed, text: "CONNECT inside a tunnel is not supported",
                                record: record, close: true, context: context)
                 return
             }
@@ -149,260 +226,70 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
         case .origin(let pathAndQuery):
             serveOnboarding(head: head, pathAndQuery: pathAndQuery, record: record, context: context)
         case .absolute(let scheme, let authority, let pathAndQuery):
+            let path = UpstreamURL.encodeInvalidCharacters(pathAndQuery)
+            record.target = "\(scheme.rawValue)://\(authority.urlAuthority(scheme: scheme))\(path)"
             if authority.host == OnboardingSite.hostName {
                 serveOnboarding(head: head, pathAndQuery: pathAndQuery, record: record, context: context)
             } else {
-                forward(head: head, scheme: scheme, authority: authority, pathAndQuery: pathAndQuery,
-                        record: record, context: context)
+                forward(head: head, scheme: scheme, authority: authority, path: path, record: record, context: context)
             }
         }
     }
 
-    /// Maps the request line to a target, taking the tunnel's authority into account.
-    private func resolveTarget(_ head: HTTPRequestHead) throws -> ProxyRequestTarget {
-        let parsed = try ProxyRequestTarget.parse(method: head.method.rawValue, uri: head.uri)
-        guard case .tunnel(let scheme, let authority) = mode else { return parsed }
-        switch parsed {
-        case .origin(let pathAndQuery), .absolute(_, _, let pathAndQuery):
-            // Inside a tunnel the CONNECT authority decides where requests go.
-            return .absolute(scheme: scheme, authority: authority, pathAndQuery: pathAndQuery)
-        case .authority:
-            return parsed
+    /// Maps the request line to a target. Inside a tunnel, the CONNECT authority is the only one:
+    /// a request naming another gets 421 (`TunnelRequestTarget`).
+    private func resolveTarget(_ head: HTTPRequestHead) throws(RequestTargetError) -> ProxyRequestTarget {
+        if head.headers[canonicalForm: "host"].count > 1 {
+            throw .malformed("more than one Host header")
         }
-    }
-
-    private func describeTarget(_ uri: String) -> String {
-        switch mode {
-        case .forwardListener: return uri
-        case .tunnel(let scheme, let authority):
-            return uri.hasPrefix("/") ? "\(scheme.rawValue)://\(authority.urlAuthority(scheme: scheme))\(uri)" : uri
+        guard case .tunnel(let scheme, let authority) = mode, head.method != .CONNECT else {
+            return try ProxyRequestTarget.parse(method: head.method.rawValue, uri: head.uri)
         }
+        let path = try TunnelRequestTarget.resolve(method: head.method.rawValue, uri: head.uri,
+                                                   hostHeader: head.headers.first(name: "host"), tunnel: authority)
+        return .absolute(scheme: scheme, authority: authority, pathAndQuery: path)
     }
 
     private func receivedBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         switch state {
         case .forwarding(let exchange, _, _):
+            lastBodyRead = .now()
             exchange.writeBody(buffer)
             if !exchange.isWritable { readsPaused = true }
-        case .discardingRequestBody, .awaitingConnectEnd, .idle, .switched:
+        case .discardingRequestBody, .awaitingConnectEnd, .idle, .switched, .closing:
             break
         }
     }
 
     private func receivedEnd(context: ChannelHandlerContext) {
         switch state {
-        case .forwarding(let exchange, var record, let started):
+        case .forwarding(let exchange, var record, let progress):
             record.requestEnded = true
-            state = .forwarding(exchange, record, responseStarted: started)
+            state = .forwarding(exchange, record, progress)
+            cancelBodyTimer()
             exchange.end()
-        case .discardingRequestBody(_, let closeAfter):
-            state = .idle
-            if closeAfter || quiescing { context.close(promise: nil) }
+        case .discardingRequestBody:
+            becameIdle(context: context)
         case .awaitingConnectEnd(let authority, let record):
             state = .switched
+            readsPaused = true   // until the tunnel's handlers are in place
             TunnelSwitch.handleConnect(authority: authority, requestID: record.requestID,
                                        started: record.started, context: context, proxy: proxy)
-        case .idle, .switched:
+        case .idle, .switched, .closing:
             break
         }
     }
 
-    // MARK: Forwarding
-
-    private func forward(
-        head: HTTPRequestHead,
-        scheme: RequestScheme,
-        authority: Authority,
-        pathAndQuery: String,
-        record: RequestRecord,
-        context: ChannelHandlerContext
-    ) {
-        let hostHeader = authority.urlAuthority(scheme: scheme)
-        var headers = HeaderRules.upstreamRequestHeaders(from: head.headers, hostHeader: hostHeader,
-                                                         requestID: record.requestID)
-        if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-            // We stream the body as it comes, so answer the client's expectation ourselves.
-            headers.remove(name: "expect")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
-                                  promise: nil)
-        }
-        let bodyLength = Self.requestBodyLength(head.headers)
-        switch bodyLength {
-        case .some(.some(let length)):
-            headers.replaceOrAdd(name: "Content-Length", value: String(length))
-        case .some(.none):
-            headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
-        case .none:
-            headers.remove(name: "content-length")
-            // Methods that normally carry a body say explicitly that this one has none.
-            if head.method == .POST || head.method == .PUT || head.method == .PATCH {
-                headers.add(name: "Content-Length", value: "0")
-            }
-        }
-        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method,
-                                           uri: UpstreamURL.encodeInvalidCharacters(pathAndQuery), headers: headers)
-        // The exchange never calls back before startExchange returns.
-        let exchange = proxy.originClient.startExchange(
-            on: context.eventLoop,
-            origin: Origin(host: authority.host, port: authority.port, usesTLS: scheme == .https),
-            head: upstreamHead,
-            hasBody: bodyLength != nil,
-            delegate: self
-        )
-        state = .forwarding(exchange, record, responseStarted: false)
-    }
-
-    /// The request body length: nil when there is no body, `.some(nil)` when it is chunked.
-    private static func requestBodyLength(_ headers: HTTPHeaders) -> Int64?? {
-        if headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" }) {
-            return .some(nil)
-        }
-        if let text = headers.first(name: "content-length"), let length = Int64(text), length > 0 {
-            return .some(length)
-        }
-        return nil
-    }
-
-    // MARK: OriginExchangeDelegate
-
-    func originExchange(_ exchange: OriginExchange, didReceiveHead head: HTTPResponseHead) {
-        guard let context, case .forwarding(let current, var record, _) = state, current === exchange else { return }
-        record.status = head.status
-        state = .forwarding(exchange, record, responseStarted: true)
-        let headers = HeaderRules.clientResponseHeaders(from: head.headers, requestID: record.requestID)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))),
-                      promise: nil)
-    }
-
-    func originExchange(_ exchange: OriginExchange, didReceiveBodyPart buffer: ByteBuffer) {
-        guard let context, case .forwarding(let current, var record, let started) = state, current === exchange else {
-            return
-        }
-        record.bodyBytes += buffer.readableBytes
-        state = .forwarding(exchange, record, responseStarted: started)
-        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        // A slow client holds the origin back: TCP backpressure end to end, memory bounded.
-        if !context.channel.isWritable { exchange.pauseResponse() }
-    }
-
-    /// One flush per burst of upstream reads: one TLS record batch and one write syscall.
-    func originExchangeDidCompleteRead(_ exchange: OriginExchange) {
-        guard let context, case .forwarding(let current, _, _) = state, current === exchange else { return }
-        context.flush()
-    }
-
-    func originExchangeDidFinish(_ exchange: OriginExchange) {
-        guard let context, case .forwarding(let current, let record, _) = state, current === exchange else { return }
-        finishResponse(record: record, close: !record.keepAlive || !record.requestEnded, context: context)
-    }
-
-    func originExchangeBecameWritable(_ exchange: OriginExchange) {
-        guard case .forwarding(let current, _, _) = state, current === exchange else { return }
-        resumeReads()
-    }
-
-    func originExchange(_ exchange: OriginExchange, didFail error: any Error) {
-        guard let context, case .forwarding(let current, let record, let started) = state, current === exchange else {
-            return
-        }
-        if started {
-            // Headers are out: the only honest signal left is to cut the connection, so a
-            // truncated body can never look complete.
-            proxy.logger.warning("upstream failed mid-response", metadata: [
-                "request_id": "\(record.requestID)", "url": "\(record.target)", "error": "\(error)",
-            ])
-            log(record, note: "aborted")
-            state = .idle
+    /// The exchange is over and the connection stays: wait for the next request, serve queued ones.
+    func becameIdle(context: ChannelHandlerContext) {
+        state = .idle
+        headDeadline?.awaitNextHead()
+        if quiescing, queue.isEmpty {
+            state = .closing
             context.close(promise: nil)
             return
         }
-        let failure = UpstreamFailure.classify(error)
-        respondLocally(status: failure.status, text: failure.message + "\n", record: record,
-                       close: !record.keepAlive || !record.requestEnded, context: context)
-    }
-
-    // MARK: Local responses
-
-    private func serveOnboarding(head: HTTPRequestHead, pathAndQuery: String, record: RequestRecord,
-                                 context: ChannelHandlerContext) {
-        let proxyURL = proxy.publicProxyURL(
-            hostHeader: isAddressedToProxy(head) ? head.headers.first(name: "host") : nil,
-            localAddress: context.channel.localAddress
-        )
-        let response = proxy.onboarding.respond(method: head.method.rawValue, pathAndQuery: pathAndQuery,
-                                                proxyURL: proxyURL)
-        var headers = HTTPHeaders([("Content-Type", response.contentType), ("Cache-Control", "no-store")])
-        headers.add(contentsOf: response.extraHeaders)
-        var body = context.channel.allocator.buffer(capacity: response.body.count)
-        body.writeBytes(response.body)
-        respondLocally(status: HTTPResponseStatus(statusCode: response.status), headers: headers, body: body,
-                       record: record, close: !record.keepAlive, context: context)
-    }
-
-    /// An origin-form request on the proxy's own listener is addressed to the proxy itself, so its
-    /// Host header is the proxy's address as the client knows it.
-    private func isAddressedToProxy(_ head: HTTPRequestHead) -> Bool {
-        if case .forwardListener = mode { return head.uri.hasPrefix("/") }
-        return false
-    }
-
-    private func respondLocally(status: HTTPResponseStatus, text: String, record: RequestRecord, close: Bool,
-                                context: ChannelHandlerContext) {
-        respondLocally(status: status, headers: HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")]),
-                       body: context.channel.allocator.buffer(string: text), record: record, close: close,
-                       context: context)
-    }
-
-    private func respondLocally(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer,
-                                record: RequestRecord, close: Bool, context: ChannelHandlerContext) {
-        var record = record
-        record.status = status
-        let head = LocalResponse.head(status: status, contentLength: body.readableBytes, requestID: record.requestID,
-                                      close: close, headers: headers)
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if record.method != .HEAD {
-            record.bodyBytes = body.readableBytes
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        }
-        if record.requestEnded {
-            finishResponse(record: record, close: close, context: context)
-        } else {
-            // The request body is still arriving; finish the response, then drop the rest.
-            let channel = context.channel
-            let flushed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-            log(record)
-            if close {
-                state = .idle
-                flushed.whenComplete { _ in channel.close(promise: nil) }
-            } else {
-                state = .discardingRequestBody(record, closeAfter: false)
-            }
-        }
-    }
-
-    private func finishResponse(record: RequestRecord, close: Bool, context: ChannelHandlerContext) {
-        state = .idle
-        log(record)
-        let flushed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if close || quiescing {
-            pipelined.removeAll()
-            let channel = context.channel
-            flushed.whenComplete { _ in channel.close(promise: nil) }
-            return
-        }
-        if pipelined.isEmpty {
-            resumeReads()
-        } else {
-            replayPipelined(context: context)
-        }
-    }
-
-    private func log(_ record: RequestRecord, note: String? = nil) {
-        let milliseconds = Double((NIODeadline.now() - record.started).nanoseconds) / 1_000_000
-        var line = "\(record.method.rawValue) \(record.target) \(record.status?.code ?? 0) bytes=\(record.bodyBytes)"
-        line += " duration_ms=\((milliseconds * 10).rounded() / 10) request_id=\(record.requestID)"
-        if let note { line += " " + note }
-        proxy.logger.info("\(line)")
+        pump(context: context)
     }
 
     // MARK: Flow control and lifecycle
@@ -415,7 +302,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
         }
     }
 
-    private func resumeReads() {
+    func resumeReads() {
         guard readsPaused else { return }
         readsPaused = false
         if readPending, let context {
@@ -424,39 +311,158 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler, Ori
         }
     }
 
+    /// Before the tunnel's handlers replace this one: a read held back here would be lost.
+    func releaseHeldRead() {
+        readsPaused = false
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .forwarding(let exchange, _, _) = state {
-            exchange.resumeResponse()
+        if context.channel.isWritable {
+            switch state {
+            case .forwarding(let exchange, _, _): exchange.resumeResponse()
+            case .idle: pump(context: context)
+            default: break
+            }
         }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        cancelBodyTimer()
         if case .forwarding(let exchange, let record, _) = state {
             // The client is gone: stop the upstream transfer now.
             exchange.cancel()
             log(record, note: "client_closed")
         }
-        state = .idle
+        state = .closing
+        queue.removeAll()
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is RequestHeadDeadline.Expired {
+            if case .idle = state, queue.isEmpty {
+                respondLocally(status: .requestTimeout, text: "request headers not received in time",
+                               record: unparsedRequestRecord(), close: true, context: context,
+                               note: "client_header_timeout")
+            }
+            return
+        }
         if event is IdleStateHandler.IdleStateEvent {
-            if case .idle = state { context.close(promise: nil) }
+            switch state {
+            case .idle where queue.isEmpty, .discardingRequestBody, .awaitingConnectEnd:
+                state = .closing
+                context.close(promise: nil)
+            default:
+                break   // a request in flight has its own timeouts
+            }
             return
         }
         if event is ChannelShouldQuiesceEvent {
             // Idle connections close now, busy ones when their response ends (finishResponse).
             quiescing = true
-            if case .idle = state { context.close(promise: nil) }
+            if case .idle = state, queue.isEmpty {
+                state = .closing
+                context.close(promise: nil)
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        proxy.logger.debug("client connection error", metadata: ["error": "\(error)"])
-        context.close(promise: nil)
+        guard let parserError = error as? HTTPParserError else {
+            proxy.logger.debug("client connection error", metadata: ["error": "\(error)"])
+            state = .closing
+            context.close(promise: nil)
+            return
+        }
+        // The decoder rejected input: it belongs to the request being read, or to one queued behind
+        // the request in flight, answered in turn.
+        if queue.isEmpty, acceptsInput(context) {
+            handleProtocolError(parserError, context: context)
+        } else {
+            enqueue(.malformed(parserError))
+        }
+    }
+
+    /// Answers what the decoder rejected (400, or 431 for oversized headers) and closes: the
+    /// decoder reads nothing more on this connection.
+    private func handleProtocolError(_ error: HTTPParserError, context: ChannelHandlerContext) {
+        let (status, text) = LocalResponse.protocolError(error)
+        let note = "malformed_request error=\(error)"
+        switch state {
+        case .forwarding(let exchange, var record, let progress):
+            exchange.cancel()
+            cancelBodyTimer()
+            if case .streaming = progress {
+                log(record, note: "aborted " + note)
+                state = .closing
+                context.close(promise: nil)
+                return
+            }
+            record.requestEnded = true   // nothing more will be read
+            respondLocally(status: status, text: text, record: record, close: true, context: context, note: note)
+        case .awaitingConnectEnd(_, var record):
+            record.requestEnded = true
+            respondLocally(status: status, text: text, record: record, close: true, context: context, note: note)
+        case .idle:
+            respondLocally(status: status, text: text, record: unparsedRequestRecord(), close: true, context: context,
+                           note: note)
+        case .discardingRequestBody, .switched, .closing:
+            state = .closing
+            context.close(promise: nil)
+        }
+    }
+
+    /// The record of a request whose head never arrived whole.
+    private func unparsedRequestRecord() -> RequestRecord {
+        RequestRecord(method: "-", target: "-", requestID: RequestID.generate(), keepAlive: false, started: .now(),
+                      requestEnded: true)
+    }
+
+    // MARK: Client body timeout
+
+    /// A request body that stops arriving for `clientIdleTimeout` ends the exchange (408), so a
+    /// stalled client cannot hold an upstream connection until the origin gives up.
+    func armBodyTimer(context: ChannelHandlerContext) {
+        guard bodyTimer == nil else { return }
+        let deadline = lastBodyRead + proxy.configuration.clientIdleTimeout
+        bodyTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            self.bodyTimerFired()
+        }
+    }
+
+    func cancelBodyTimer() {
+        bodyTimer?.cancel()
+        bodyTimer = nil
+    }
+
+    private func bodyTimerFired() {
+        bodyTimer = nil
+        guard let context, case .forwarding(let exchange, let record, let progress) = state, !record.requestEnded else {
+            return
+        }
+        let now = NIODeadline.now()
+        if readsPaused {
+            lastBodyRead = now   // the origin is slow to take the body, not the client to send it
+        }
+        guard now - lastBodyRead >= proxy.configuration.clientIdleTimeout else {
+            armBodyTimer(context: context)
+            return
+        }
+        exchange.cancel()
+        if case .streaming = progress {
+            log(record, note: "aborted client_body_timeout")
+            state = .closing
+            context.close(promise: nil)
+        } else {
+            respondLocally(status: .requestTimeout, text: "request body not received in time", record: record,
+                           close: true, context: context, note: "client_body_timeout")
+        }
     }
 }

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
+import OriginConnections
 import ServiceLifecycle
 
 /// The forward proxy as a service: binds the proxy and health listeners, runs until a graceful
@@ -36,6 +37,7 @@ public final class ProxyService: Service, Sendable {
         let quiescing = ServerQuiescingHelper(group: group)
         let server: Channel
         do {
+            // Accepting starts once the destination policy knows the listeners' own addresses.
             server = try await bindProxy(quiescing: quiescing)
         } catch {
             await proxy.originClient.shutdown()
@@ -56,6 +58,12 @@ public final class ProxyService: Service, Sendable {
             }
             logger.notice("health listening on \(Self.describe(health?.localAddress))")
         }
+        if configuration.destinationPolicy.isEnabled {
+            var policy = proxy.destinations.policy
+            policy.ownEndpoints = Self.ownEndpoints([server.localAddress, health?.localAddress].compactMap { $0 })
+            proxy.destinations.policy = policy
+        }
+        try await server.setOption(.autoRead, value: true)
         readiness.state = .ready
         logger.notice("passsage proxy listening on \(Self.describe(server.localAddress))")
 
@@ -78,18 +86,37 @@ public final class ProxyService: Service, Sendable {
 
     private func bindProxy(quiescing: ServerQuiescingHelper) async throws -> Channel {
         let proxy = self.proxy
+        let limit = ClientConnectionLimit(limit: configuration.maxClientConnections ?? Int.max)
+        let refusals = RateLimitedWarning(logger: logger, message: "client connection refused")
+        let acceptFailures = RateLimitedWarning(logger: logger, message: "accepting connections failed; backing off")
+        logger.notice("serving at most \(limit.limit) client connections at once")
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.autoRead, value: false)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                    let sync = channel.pipeline.syncOperations
+                    // Out of descriptors, accept fails at once and the listener stays readable: without
+                    // a pause between attempts that is a busy loop (NIO adds this handler only to
+                    // async-channel servers).
+                    try sync.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
+                        acceptFailures.record("\(error)")
+                        return .milliseconds(250)
+                    })
+                    try sync.addHandler(quiescing.makeServerChannelHandler(channel: channel))
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard limit.tryAcquire() else {
+                        refusals.record("\(limit.limit) connections are open (--max-client-connections)")
+                        try channel.pipeline.syncOperations.addHandler(ConnectionRefuser())
+                        return
+                    }
+                    channel.closeFuture.whenComplete { _ in limit.release() }
                     try HTTPPipeline.configureListener(channel, proxy: proxy)
                 }
             }
@@ -115,6 +142,21 @@ public final class ProxyService: Service, Sendable {
         let drained = (try? await finished.futureResult.get()) ?? false
         timer.cancel()
         return drained
+    }
+
+    /// The listeners' endpoints as the destination policy sees them; a wildcard listener is
+    /// reachable on every local address.
+    static func ownEndpoints(_ addresses: [SocketAddress]) -> [DestinationPolicy.Endpoint] {
+        var endpoints: [DestinationPolicy.Endpoint] = []
+        let local = ((try? System.enumerateDevices()) ?? []).compactMap { $0.address.flatMap(IPAddressBytes.of) }
+        for address in addresses {
+            guard let port = address.port, let bytes = IPAddressBytes.of(address) else { continue }
+            let isWildcard = bytes.allSatisfy { $0 == 0 }
+            for candidate in isWildcard ? local + [bytes] : [bytes] {
+                endpoints.append(DestinationPolicy.Endpoint(address: candidate, port: port))
+            }
+        }
+        return endpoints
     }
 
     static func describe(_ address: SocketAddress?) -> String {

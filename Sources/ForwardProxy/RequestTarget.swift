@@ -46,7 +46,9 @@ public struct Authority: Hashable, Sendable, CustomStringConvertible {
             } else {
                 hostPart = text
             }
-            guard !hostPart.isEmpty, hostPart.utf8.count <= 253,
+            // `example.com.` and `example.com` are one host: one leaf, one URL, one cache key.
+            if hostPart.hasSuffix(".") { hostPart = hostPart.dropLast() }
+            guard !hostPart.isEmpty, !hostPart.hasSuffix("."), hostPart.utf8.count <= 253,
                   hostPart.utf8.allSatisfy(Authority.isRegisteredNameByte)
             else { throw .invalidAuthority(String(text)) }
         }
@@ -87,6 +89,8 @@ public enum RequestTargetError: Error, Equatable, CustomStringConvertible {
     case unsupportedScheme(String)
     case userInfoNotAllowed
     case malformed(String)
+    /// Inside a tunnel, the request names another authority than the CONNECT one (421).
+    case misdirected(String)
 
     public var description: String {
         switch self {
@@ -94,6 +98,7 @@ public enum RequestTargetError: Error, Equatable, CustomStringConvertible {
         case .unsupportedScheme(let scheme): return "unsupported URL scheme \"\(scheme.prefix(20))\""
         case .userInfoNotAllowed: return "user information in the request URL is not allowed"
         case .malformed(let text): return "malformed request target \"\(text.prefix(200))\""
+        case .misdirected(let text): return "this tunnel serves only its CONNECT authority, not \"\(text.prefix(200))\""
         }
     }
 }
@@ -141,5 +146,37 @@ public enum ProxyRequestTarget: Equatable, Sendable {
             pathAndQuery = String(rest)
         }
         return .absolute(scheme: scheme, authority: authority, pathAndQuery: pathAndQuery)
+    }
+}
+
+/// Requests inside a CONNECT tunnel: the CONNECT authority is the only one the tunnel serves, so
+/// what is fetched, logged and (later) keyed is always that authority. A request that names another
+/// one, in absolute form or in `Host`, is misdirected (RFC 9110 §15.5.20: 421), never re-routed.
+public enum TunnelRequestTarget {
+    /// The path and query to fetch from `tunnel`, or `.misdirected`. A `Host` without a port
+    /// matches on the host alone: the tunnel's port is implied, as clients commonly omit it.
+    public static func resolve(
+        method: String,
+        uri: String,
+        hostHeader: String?,
+        tunnel: Authority
+    ) throws(RequestTargetError) -> String {
+        let pathAndQuery: String
+        switch try ProxyRequestTarget.parse(method: method, uri: uri) {
+        case .origin(let path):
+            pathAndQuery = path
+        case .absolute(_, let authority, let path):
+            guard authority == tunnel else { throw .misdirected(authority.description) }
+            pathAndQuery = path
+        case .authority(let authority):
+            throw .misdirected(authority.description)
+        }
+        if let hostHeader {
+            let named = try Authority.parse(hostHeader, defaultPort: tunnel.port)
+            guard named.host == tunnel.host, named.port == tunnel.port else {
+                throw .misdirected(hostHeader)
+            }
+        }
+        return pathAndQuery
     }
 }

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import OriginConnections
 
 /// Joins two channels on the same event loop into an opaque byte pipe, with backpressure: one
 /// side reads only while the other can write.
@@ -12,12 +13,15 @@ enum Splice {
         return (first, second)
     }
 
-    /// Connects to `authority` on `eventLoop`, so the spliced channels share a thread.
-    static func connect(to authority: Authority, on eventLoop: EventLoop, timeout: TimeAmount) -> EventLoopFuture<Channel> {
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(timeout)
+    /// Connects to `authority` on `eventLoop`, so the spliced channels share a thread; only to
+    /// destinations the proxy's policy allows (`resolved` when the CONNECT already vetted them).
+    static func connect(to authority: Authority, on eventLoop: EventLoop, proxy: ProxyContext,
+                        resolved: [SocketAddress]? = nil) -> EventLoopFuture<Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(proxy.configuration.upstreamConnectTimeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
-            .connect(host: authority.host, port: authority.port)
+        return proxy.destinations.connect(bootstrap, host: authority.host, port: authority.port, resolved: resolved,
+                                          on: eventLoop)
     }
 }
 

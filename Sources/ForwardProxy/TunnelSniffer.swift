@@ -58,8 +58,8 @@ final class TunnelSniffer: ChannelDuplexHandler, RemovableChannelHandler {
             startInterception(context: context)
         } else if (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(first) {
             install(context: context) { channel in
-                try HTTPPipeline.configureTunnel(channel, after: self, scheme: .http, authority: self.authority,
-                                                 proxy: self.proxy)
+                try HTTPPipeline.configureTunnel(channel, after: self, tls: nil, scheme: .http,
+                                                 authority: self.authority, proxy: self.proxy)
             }
         } else {
             startSplice(context: context)
@@ -74,10 +74,8 @@ final class TunnelSniffer: ChannelDuplexHandler, RemovableChannelHandler {
                 switch result {
                 case .success(let tlsContext):
                     self.install(context: context) { channel in
-                        let tls = NIOSSLServerHandler(context: tlsContext)
-                        try channel.pipeline.syncOperations.addHandler(tls, position: .after(self))
-                        try HTTPPipeline.configureTunnel(channel, after: tls, scheme: .https, authority: self.authority,
-                                                         proxy: self.proxy)
+                        try HTTPPipeline.configureTunnel(channel, after: self, tls: NIOSSLServerHandler(context: tlsContext),
+                                                         scheme: .https, authority: self.authority, proxy: self.proxy)
                     }
                 case .failure(let error):
                     self.proxy.logger.error("cannot prepare TLS interception",
@@ -89,7 +87,7 @@ final class TunnelSniffer: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func startSplice(context: ChannelHandlerContext) {
         let channel = context.channel
-        Splice.connect(to: authority, on: context.eventLoop, timeout: proxy.configuration.upstreamConnectTimeout)
+        Splice.connect(to: authority, on: context.eventLoop, proxy: proxy)
             .assumeIsolated()
             .whenComplete { result in
                 guard let context = self.context else { return }

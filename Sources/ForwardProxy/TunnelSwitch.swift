@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import Onboarding
+import OriginConnections
 
 /// Turns a connection that sent `CONNECT host:port` into a tunnel.
 ///
@@ -20,20 +21,47 @@ enum TunnelSwitch {
         proxy: ProxyContext
     ) {
         let intercept = authority.host == OnboardingSite.hostName || !proxy.configuration.noIntercept.matches(authority.host)
-        if intercept {
-            do {
-                try switchToSniffer(authority: authority, context: context, proxy: proxy)
-                logConnect(authority: authority, status: 200, mode: "intercept", requestID: requestID,
-                           started: started, proxy: proxy)
-            } catch {
-                proxy.logger.error("CONNECT switch failed", metadata: ["error": "\(error)"])
-                context.close(promise: nil)
-            }
-            return
-        }
+        let mode = intercept ? "intercept" : "blind"
         let channel = context.channel
         let eventLoop = context.eventLoop
-        Splice.connect(to: authority, on: eventLoop, timeout: proxy.configuration.upstreamConnectTimeout)
+        // The destination is vetted before the 200, so a denied one is a 403 the client can read.
+        // An intercepted tunnel needs no addresses until a request inside it connects (and is
+        // vetted again there), so without a policy it skips the lookup.
+        let vetted: EventLoopFuture<[SocketAddress]?>
+        if intercept && (!proxy.destinations.policy.isEnabled || authority.host == OnboardingSite.hostName) {
+            vetted = eventLoop.makeSucceededFuture(nil)
+        } else {
+            vetted = proxy.destinations.resolve(host: authority.host, port: authority.port, on: eventLoop).map { $0 }
+        }
+        vetted.assumeIsolated().whenComplete { result in
+            guard channel.isActive else { return }
+            switch result {
+            case .failure(let error):
+                let failure = UpstreamFailure.classify(error)
+                logConnect(authority: authority, status: Int(failure.status.code), mode: mode, requestID: requestID,
+                           started: started, cause: failure.detail, proxy: proxy)
+                respondAndClose(channel: channel, failure: failure, requestID: requestID)
+            case .success(let addresses):
+                if intercept {
+                    do {
+                        try switchToSniffer(authority: authority, channel: channel, proxy: proxy)
+                        logConnect(authority: authority, status: 200, mode: mode, requestID: requestID,
+                                   started: started, proxy: proxy)
+                    } catch {
+                        proxy.logger.error("CONNECT switch failed", metadata: ["error": "\(error)"])
+                        channel.close(promise: nil)
+                    }
+                } else {
+                    connectBlind(authority: authority, addresses: addresses, requestID: requestID, started: started,
+                                 channel: channel, proxy: proxy)
+                }
+            }
+        }
+    }
+
+    private static func connectBlind(authority: Authority, addresses: [SocketAddress]?, requestID: String,
+                                     started: NIODeadline, channel: Channel, proxy: ProxyContext) {
+        Splice.connect(to: authority, on: channel.eventLoop, proxy: proxy, resolved: addresses)
             .assumeIsolated()
             .whenComplete { result in
                 switch result {
@@ -49,7 +77,7 @@ enum TunnelSwitch {
                 case .failure(let error):
                     let failure = UpstreamFailure.classify(error)
                     logConnect(authority: authority, status: Int(failure.status.code), mode: "blind",
-                               requestID: requestID, started: started, proxy: proxy)
+                               requestID: requestID, started: started, cause: failure.detail, proxy: proxy)
                     respondAndClose(channel: channel, failure: failure, requestID: requestID)
                 }
             }
@@ -57,8 +85,8 @@ enum TunnelSwitch {
 
     /// Removes the HTTP codec and leaves a `TunnelSniffer` in its place. Bytes the decoder already
     /// holds (a ClientHello sent before our 200) are forwarded to the sniffer as the decoder goes.
-    private static func switchToSniffer(authority: Authority, context: ChannelHandlerContext, proxy: ProxyContext) throws {
-        let operations = context.pipeline.syncOperations
+    private static func switchToSniffer(authority: Authority, channel: Channel, proxy: ProxyContext) throws {
+        let operations = channel.pipeline.syncOperations
         let decoder = try operations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         let sniffer = TunnelSniffer(authority: authority, proxy: proxy)
         try operations.addHandler(sniffer, position: .after(decoder))
@@ -88,15 +116,14 @@ enum TunnelSwitch {
         if let validator = try? operations.handler(type: NIOHTTPResponseHeadersValidator.self) {
             operations.removeHandler(validator, promise: nil)
         }
-        if let responder = try? operations.handler(type: ProtocolErrorResponder.self) {
-            operations.removeHandler(responder, promise: nil)
-        }
-        operations.removeHandler(try operations.handler(type: ProxyHTTPHandler.self), promise: nil)
+        let handler = try operations.handler(type: ProxyHTTPHandler.self)
+        handler.releaseHeldRead()   // the tunnel's handlers take over reading
+        operations.removeHandler(handler, promise: nil)
     }
 
     private static func respondAndClose(channel: Channel, failure: UpstreamFailure, requestID: String) {
-        let parts = LocalResponse.textParts(status: failure.status, text: failure.message + "\n", requestID: requestID,
-                                            close: true, allocator: channel.allocator)
+        let parts = LocalResponse.textParts(status: failure.status, text: LocalResponse.errorText(failure.message, requestID: requestID),
+                                            requestID: requestID, close: true, allocator: channel.allocator)
         for part in parts.dropLast() {
             channel.write(part, promise: nil)
         }
@@ -104,8 +131,10 @@ enum TunnelSwitch {
     }
 
     private static func logConnect(authority: Authority, status: Int, mode: String, requestID: String,
-                                   started: NIODeadline, proxy: ProxyContext) {
+                                   started: NIODeadline, cause: String? = nil, proxy: ProxyContext) {
         let milliseconds = Double((NIODeadline.now() - started).nanoseconds) / 1_000_000
-        proxy.logger.info("CONNECT \(authority) \(status) tunnel=\(mode) duration_ms=\((milliseconds * 10).rounded() / 10) request_id=\(requestID)")
+        var line = "CONNECT \(authority) \(status) tunnel=\(mode) duration_ms=\((milliseconds * 10).rounded() / 10) request_id=\(requestID)"
+        if let cause { line += " cause=\"\(cause)\"" }
+        proxy.logger.info("\(line)")
     }
 }

@@ -98,7 +98,7 @@ final class LoopPool: @unchecked Sendable {
         let sslContext = sslContext
         let readTimeout = configuration.readTimeout
         let connectTimeout = configuration.connectTimeout
-        ClientBootstrap(group: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             // As on the proxy's listener: more reads per wake-up, so a large body moves in bigger bursts.
@@ -115,7 +115,7 @@ final class LoopPool: @unchecked Sendable {
                                                          connectTimeout: connectTimeout))
                 }
             }
-            .connect(host: origin.host, port: origin.port)
+        configuration.destinations.connect(bootstrap, host: origin.host, port: origin.port, on: eventLoop)
             .assumeIsolated()
             .whenComplete { result in
                 switch result {

@@ -39,6 +39,8 @@ public struct OriginClientConfiguration: Sendable {
     public var connectionsPerOrigin: Int = 512
     /// A pooled connection unused this long is closed.
     public var idleTimeout: TimeAmount = .seconds(60)
+    /// Resolves origins and refuses denied destinations before connecting.
+    public var destinations = DestinationGuard(policy: .allowAll)
 
     public init() {}
 }
@@ -53,6 +55,10 @@ public enum OriginError: Error, Equatable, CustomStringConvertible {
     case connectionClosed
     /// The client is shutting down.
     case shutdown
+    /// The destination policy denies `address`, one of the addresses `host` resolves to.
+    case destinationDenied(host: String, address: String)
+    /// `host` has no addresses.
+    case nameResolution(host: String, message: String)
 
     public var description: String {
         switch self {
@@ -60,6 +66,8 @@ public enum OriginError: Error, Equatable, CustomStringConvertible {
         case .readTimeout: return "read timed out"
         case .connectionClosed: return "the origin closed the connection before the response was complete"
         case .shutdown: return "the upstream client is shutting down"
+        case .destinationDenied(let host, let address): return "destination \(host) (\(address)) is denied"
+        case .nameResolution(let host, let message): return "cannot resolve \(host): \(message)"
         }
     }
 }

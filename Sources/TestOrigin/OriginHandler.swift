@@ -92,6 +92,13 @@ final class OriginHandler: ChannelInboundHandler {
             respond(.ok, body: text, context: context)
         case (.GET, "stall"):
             break
+        case (.GET, "badchunk"):
+            // A response head followed by a chunk size that is not hex, in one write: written below
+            // the HTTP encoder, which would never produce it.
+            let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Origin: test\r\n\r\nzz\r\nbroken\r\n"
+            if let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) {
+                encoder.writeAndFlush(NIOAny(ByteBuffer(string: raw)), promise: nil)
+            }
         case (.GET, "status"), (.HEAD, "status"):
             let code = segments.count == 2 ? Int(segments[1]) ?? 500 : 500
             respond(HTTPResponseStatus(statusCode: code), body: query["body"] ?? "", context: context)

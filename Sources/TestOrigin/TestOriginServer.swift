@@ -16,6 +16,7 @@ import NIOSSL
 /// - `POST|PUT /upload[?dropnext=1]`: reads the body and answers `sha256=<hex> bytes=<n>`.
 /// - `GET /headers`: the request headers, one `name: value` per line.
 /// - `GET /stall`: accepts the request and never answers.
+/// - `GET /badchunk`: a chunked response whose first chunk size is not hex, head and all in one write.
 /// - `GET /status/N[?body=T]`: status N with body T (default empty).
 public final class TestOriginServer: Sendable {
     public let channel: Channel

@@ -4,6 +4,7 @@ import CommandLineSupport
 import ForwardProxy
 import Logging
 import NIOCore
+import OriginConnections
 import ServiceLifecycle
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -54,6 +55,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Close client connections idle this long. [PASSSAGE_CLIENT_IDLE_TIMEOUT, default 120s]")
     var clientIdleTimeout: DurationValue?
 
+    @Option(help: "From a request's first byte, how long its headers (and a tunnel's TLS handshake) may take before 408. [PASSSAGE_CLIENT_HEADER_TIMEOUT, default 30s]")
+    var clientHeaderTimeout: DurationValue?
+
+    @Option(help: "Client connections served at once; more get 503. [PASSSAGE_MAX_CLIENT_CONNECTIONS, default (open-file limit - 64) / 2]")
+    var maxClientConnections: Int?
+
+    @Option(name: .customLong("deny-upstream"), help: ArgumentHelp("Upstream networks never connected to, checked after DNS; the proxy's own listeners are added unless empty. An empty value allows everything. [PASSSAGE_DENY_UPSTREAM, default 127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10]", valueName: "CIDR,..."))
+    var denyUpstream: String?
+
     @Option(help: "On SIGTERM, how long in-flight requests may finish. [PASSSAGE_SHUTDOWN_GRACE_PERIOD, default 30s]")
     var shutdownGracePeriod: DurationValue?
 
@@ -74,6 +84,14 @@ struct ServeCommand: AsyncParsableCommand {
         let settings = try Settings(command: self, environment: environment)
         LoggingSetup.bootstrap(verbose: settings.verbose)
         let logger = Logger(label: "passsage")
+        let descriptors = DescriptorLimit.raiseToHard()
+        logger.notice("open-file limit: soft \(descriptors.soft) (was \(descriptors.previousSoft)), hard \(descriptors.hard)")
+        var configuration = settings.proxy
+        if configuration.maxClientConnections == nil {
+            configuration.maxClientConnections = ProxyConfiguration.derivedMaxClientConnections(descriptorLimit: descriptors.soft)
+        }
+        let denied = configuration.destinationPolicy.deniedNetworks.map(\.description).joined(separator: ",")
+        logger.notice("upstream destinations denied: \(denied.isEmpty ? "none (--deny-upstream is empty)" : denied + " and the proxy's own listeners")")
 
         let (authority, origin) = try CertificateAuthorityStore.resolve(
             bundle: settings.mitmCA, certificate: settings.mitmCACert, directory: settings.caDirectory)
@@ -83,7 +101,7 @@ struct ServeCommand: AsyncParsableCommand {
         case .generated(let directory): logger.notice("CA generated in \(directory)")
         }
         let leaves = try LeafCertificateCache(authority: authority)
-        let service = try ProxyService(configuration: settings.proxy, leaves: leaves, logger: logger)
+        let service = try ProxyService(configuration: configuration, leaves: leaves, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -139,6 +157,28 @@ struct Settings {
                 throw UsageError("invalid value '0' for --client-idle-timeout: must be positive")
             }
             proxy.clientIdleTimeout = value.amount
+        }
+        if let value = try env.value(c.clientHeaderTimeout, "PASSSAGE_CLIENT_HEADER_TIMEOUT",
+                                     option: "--client-header-timeout") {
+            guard value.amount > .zero else {
+                throw UsageError("invalid value '0' for --client-header-timeout: must be positive")
+            }
+            proxy.clientHeaderTimeout = value.amount
+        }
+        if let value = try env.value(c.maxClientConnections, "PASSSAGE_MAX_CLIENT_CONNECTIONS",
+                                     option: "--max-client-connections") {
+            guard value > 0 else {
+                throw UsageError("invalid value '\(value)' for --max-client-connections: must be positive")
+            }
+            proxy.maxClientConnections = value
+        }
+        // An empty value is meaningful here (allow everything), so the variable counts when set at all.
+        if let text = c.denyUpstream ?? environment["PASSSAGE_DENY_UPSTREAM"] {
+            do {
+                proxy.destinationPolicy = try DestinationPolicy(parsing: text)
+            } catch {
+                throw UsageError("invalid value for --deny-upstream: \(error)")
+            }
         }
         if let value = try env.value(c.shutdownGracePeriod, "PASSSAGE_SHUTDOWN_GRACE_PERIOD",
                                      option: "--shutdown-grace-period") {

@@ -22,11 +22,18 @@ final class PasssageProcess: Sendable {
         self.caDirectory = caDirectory
     }
 
+    /// The deny list the tests run with: our origins listen on loopback, which the default denies.
+    /// Link-local (the metadata endpoint) stays denied, and so do passsage's own listeners.
+    static let testDenyList = "169.254.0.0/16,fe80::/10"
+
     /// Starts passsage with `arguments` added to a test baseline and waits for its listener.
-    static func launch(_ arguments: [String] = [], environment extra: [String: String] = [:]) async throws -> PasssageProcess {
+    /// `denyUpstream` nil leaves passsage's default deny list in force.
+    static func launch(_ arguments: [String] = [], environment extra: [String: String] = [:],
+                       denyUpstream: String? = testDenyList) async throws -> PasssageProcess {
         let caDirectory = try makeTemporaryDirectory() + "/ca"
+        let deny = denyUpstream.map { ["--deny-upstream=" + $0] } ?? []
         let service = try await ServiceProcess.launch(
-            executable, ["--bind", "127.0.0.1", "--port", "0", "--health-port", "0", "--ca-dir", caDirectory] + arguments,
+            executable, ["--bind", "127.0.0.1", "--port", "0", "--health-port", "0", "--ca-dir", caDirectory] + deny + arguments,
             environment: extra, clearingPrefixes: ["PASSSAGE_"], marker: "passsage proxy listening on ")
         return PasssageProcess(service: service, caDirectory: caDirectory)
     }

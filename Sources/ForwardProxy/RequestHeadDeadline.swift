@@ -1,0 +1,72 @@
+import NIOCore
+
+/// The header-completion deadline: once the first byte of a request arrives, its head must be
+/// complete within `timeout`, however the bytes trickle (the idle timer restarts on every byte, so
+/// it cannot catch a client sending one byte a second). Sits in front of the HTTP decoder (and, in
+/// a TLS tunnel, in front of the TLS handler, so the handshake counts too); `ProxyHTTPHandler` tells
+/// it when a head arrived and when the connection waits for the next one. On expiry it sends
+/// `Expired` inbound, and `ProxyHTTPHandler` answers 408 and closes.
+final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias InboundOut = NIOAny
+
+    struct Expired {}
+
+    private let timeout: TimeAmount
+    private let armAtStart: Bool
+    private var awaitingHead = true
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    /// `armAtStart` starts the clock when the handler is added: in a tunnel the first bytes are
+    /// already there.
+    init(timeout: TimeAmount, armAtStart: Bool = false) {
+        self.timeout = timeout
+        self.armAtStart = armAtStart
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if armAtStart { arm() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancel()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if awaitingHead, timer == nil { arm() }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancel()
+        context.fireChannelInactive()
+    }
+
+    /// A complete head arrived: no deadline until the connection waits for the next request.
+    func headReceived() {
+        awaitingHead = false
+        cancel()
+    }
+
+    /// The connection waits for its next request; the clock starts with its first byte.
+    func awaitNextHead() {
+        awaitingHead = true
+    }
+
+    private func arm() {
+        guard let context else { return }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            self.timer = nil
+            guard self.awaitingHead, let context = self.context else { return }
+            context.fireUserInboundEventTriggered(Expired())
+        }
+    }
+
+    private func cancel() {
+        timer?.cancel()
+        timer = nil
+    }
+}
