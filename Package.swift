@@ -138,7 +138,11 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "ForwardProxyTests", dependencies: nio + ["ForwardProxy"]),
+        .testTarget(name: "ForwardProxyTests", dependencies: nio + [
+            "ForwardProxy", "OriginConnections", "CertificateAuthority",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         // The relay client in process against our origin: reuse, retry, limits, expiry, timeouts.
         .testTarget(name: "OriginConnectionsTests", dependencies: nio + ["OriginConnections", "TestOrigin", "TestSupport"]),
         .testTarget(name: "OnboardingTests", dependencies: ["Onboarding"]),

@@ -354,7 +354,9 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if event is IdleStateHandler.IdleStateEvent {
             switch state {
-            case .idle where queue.isEmpty, .discardingRequestBody, .awaitingConnectEnd:
+            case .idle, .discardingRequestBody, .awaitingConnectEnd:
+                // Also with requests queued: nothing moved either way for the idle timeout, so the
+                // client reads no responses.
                 state = .closing
                 context.close(promise: nil)
             default:

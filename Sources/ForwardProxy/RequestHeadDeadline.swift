@@ -62,8 +62,14 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
             self.timer = nil
             guard self.awaitingHead, let context = self.context else { return }
             context.fireUserInboundEventTriggered(Expired())
+            // The 408 cannot always go out (a TLS handshake that never finished holds it back):
+            // the connection closes shortly after whatever happened to the answer.
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
         }
     }
+
+    static let closeGrace = TimeAmount.seconds(1)
 
     private func cancel() {
         timer?.cancel()

@@ -123,7 +123,9 @@ final class LoopPool: @unchecked Sendable {
                     self.connected(channel, for: exchange)
                 case .failure(let error):
                     self.connectionClosed(origin)
-                    exchange.connectFailed(error)
+                    // A vetting failure can complete at once, inside `startExchange`: never call back
+                    // before it returns.
+                    self.eventLoop.assumeIsolated().execute { exchange.connectFailed(error) }
                 }
             }
     }

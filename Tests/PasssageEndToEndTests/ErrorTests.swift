@@ -90,4 +90,57 @@ struct ErrorTests {
         #expect(result.status == 28)
         try await waitUntil(timeout: 10, "the origin connection to close") { fixture.origin.connectionCount == 0 }
     }
+
+    @Test("a chunked response broken before any byte reached the client becomes a 502, logged as such")
+    func brokenChunkedResponse() async throws {
+        let origin = try await TestOriginServer.start()
+        let proxy = try await PasssageProcess.launch()
+        defer { proxy.stop() }
+        try await withTeardown {
+            let reply = try rawExchange(port: proxy.port, send: Array(
+                "GET http://127.0.0.1:\(origin.port)/badchunk HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+            #expect(reply.hasPrefix("HTTP/1.1 502"), "\(reply)")
+            #expect(reply.contains("upstream sent a malformed response\nrequest id: "), "\(reply)")
+            try await waitUntil(timeout: 5, "the access-log line") { proxy.output.contains("/badchunk 502 ") }
+            #expect(!proxy.output.contains("/badchunk 200"))
+        } teardown: {
+            await origin.stop()
+        }
+    }
+
+    @Test("a malformed chunked request body gets 400 on the wire and in the log")
+    func malformedRequestBody() async throws {
+        let origin = try await TestOriginServer.start()
+        let proxy = try await PasssageProcess.launch()
+        defer { proxy.stop() }
+        try await withTeardown {
+            let reply = try rawExchange(port: proxy.port, send: Array(
+                ("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + "4\r\nabcd\r\nzz\r\n").utf8))
+            #expect(reply.hasPrefix("HTTP/1.1 400"), "\(reply)")
+            #expect(reply.contains("malformed chunked request body"), "\(reply)")
+            try await waitUntil(timeout: 5, "the access-log line") { proxy.output.contains("/upload 400 bytes=") }
+            let line = proxy.output.split(separator: "\n").first { $0.contains("/upload 400 bytes=") }.map(String.init) ?? ""
+            #expect(line.contains("malformed_request"), "\(line)")
+            #expect(!proxy.output.contains("client_closed"), "\(proxy.output)")
+        } teardown: {
+            await origin.stop()
+        }
+    }
+
+    @Test("error bodies carry a short cause and the request id, not internal error text")
+    func stableErrorBodies() async throws {
+        let proxy = try await PasssageProcess.launch()
+        defer { proxy.stop() }
+        let port = try unusedPort()
+        let reply = try rawExchange(port: proxy.port, send: Array(
+            "GET http://127.0.0.1:\(port)/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+        let (status, requestID) = statusAndRequestID(reply)
+        #expect(status == 502)
+        let body = reply.components(separatedBy: "\r\n\r\n").dropFirst().joined()
+        #expect(body == "upstream connection failed\nrequest id: \(requestID ?? "?")\n", "\(body)")
+        try await waitUntil(timeout: 5, "the detail in the log") {
+            proxy.output.contains("request_id=\(requestID ?? "?") cause=")
+        }
+    }
 }

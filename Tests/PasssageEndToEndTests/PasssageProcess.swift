@@ -13,6 +13,12 @@ final class PasssageProcess: Sendable {
     var proxyURL: String { "http://127.0.0.1:\(port)" }
     var output: String { service.output }
 
+    /// The health listener's port, from the start-up log.
+    var healthPort: Int? {
+        guard let range = output.range(of: "health listening on 127.0.0.1:") else { return nil }
+        return Int(output[range.upperBound...].prefix(while: { $0.isNumber }))
+    }
+
     static var executable: String {
         ProcessInfo.processInfo.environment["PASSSAGE_BIN"] ?? builtExecutable("passsage")
     }
@@ -28,12 +34,18 @@ final class PasssageProcess: Sendable {
 
     /// Starts passsage with `arguments` added to a test baseline and waits for its listener.
     /// `denyUpstream` nil leaves passsage's default deny list in force.
+    /// `descriptorLimit` runs it under `ulimit -n`.
     static func launch(_ arguments: [String] = [], environment extra: [String: String] = [:],
-                       denyUpstream: String? = testDenyList) async throws -> PasssageProcess {
+                       denyUpstream: String? = testDenyList, descriptorLimit: Int? = nil) async throws -> PasssageProcess {
         let caDirectory = try makeTemporaryDirectory() + "/ca"
-        let deny = denyUpstream.map { ["--deny-upstream=" + $0] } ?? []
+        let deny = denyUpstream.map { ["--deny-upstream", $0] } ?? []
+        var command = [executable, "--bind", "127.0.0.1", "--port", "0", "--health-port", "0", "--ca-dir", caDirectory]
+            + deny + arguments
+        if let descriptorLimit {
+            command = ["/bin/sh", "-c", "ulimit -n \(descriptorLimit) && exec \"$0\" \"$@\""] + command
+        }
         let service = try await ServiceProcess.launch(
-            executable, ["--bind", "127.0.0.1", "--port", "0", "--health-port", "0", "--ca-dir", caDirectory] + deny + arguments,
+            command[0], Array(command.dropFirst()),
             environment: extra, clearingPrefixes: ["PASSSAGE_"], marker: "passsage proxy listening on ")
         return PasssageProcess(service: service, caDirectory: caDirectory)
     }

@@ -1,0 +1,85 @@
+import Foundation
+import TestSupport
+import Testing
+import TestOrigin
+
+/// Clients too slow to finish a request: a stalled body, headers a byte at a time, a tunnel whose
+/// TLS handshake never completes. Each holds resources only until its deadline.
+@Suite("Slow clients", .serialized)
+struct SlowClientTests {
+    @Test("a stalled request body gets 408 within the client timeout, and the upstream connection closes")
+    func stalledRequestBody() async throws {
+        let origin = try await TestOriginServer.start()
+        let proxy = try await PasssageProcess.launch(["--client-idle-timeout", "1s"])
+        defer { proxy.stop() }
+        try await withTeardown {
+            let connection = try RawConnection(port: proxy.port)
+            connection.send("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            + "Content-Length: 100\r\n\r\nab")
+            try await waitUntil(timeout: 5, "the upstream connection to open") { origin.connectionCount == 1 }
+            let started = Date()
+            let reply = connection.readAll(timeout: 10)
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(reply.text.hasPrefix("HTTP/1.1 408"), "\(reply.text)")
+            #expect(reply.closed)
+            #expect(elapsed < 5, "answered after \(elapsed) s")
+            try await waitUntil(timeout: 5, "the upstream connection to close") { origin.connectionCount == 0 }
+            #expect(proxy.output.contains("client_body_timeout"))
+        } teardown: {
+            await origin.stop()
+        }
+    }
+
+    @Test("headers trickled a byte at a time are cut at the header deadline, on the listener and in a tunnel")
+    func trickledHeaders() async throws {
+        let proxy = try await PasssageProcess.launch(["--client-header-timeout", "1s", "--client-idle-timeout", "60s"])
+        defer { proxy.stop() }
+        let request = Array("GET http://mitm.it/ HTTP/1.1\r\nHost: mitm.it\r\nX-Padding: \(String(repeating: "a", count: 200))\r\n\r\n".utf8)
+        // Three connections at once: two on the listener, one inside a plain-HTTP tunnel.
+        let results = try await withThrowingTaskGroup(of: (String, Double).self) { group in
+            for tunnel in [false, false, true] {
+                group.addTask {
+                    let connection = try RawConnection(port: proxy.port)
+                    if tunnel {
+                        connection.send("CONNECT mitm.it:80 HTTP/1.1\r\nHost: mitm.it:80\r\n\r\n")
+                        let established = connection.readAll(timeout: 0.5).text
+                        guard established.hasPrefix("HTTP/1.1 200") else { return (established, 0) }
+                    }
+                    let started = Date()
+                    var reply = ""
+                    for byte in request {
+                        if connection.send([byte]) < 0 { break }
+                        let answer = connection.readAll(timeout: 0.1)
+                        reply += answer.text
+                        if answer.closed { break }
+                        if Date().timeIntervalSince(started) > 10 { break }
+                    }
+                    return (reply, Date().timeIntervalSince(started))
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for (reply, elapsed) in results {
+            #expect(reply.hasPrefix("HTTP/1.1 408"), "\(reply)")
+            #expect(elapsed >= 0.9 && elapsed < 5, "cut after \(elapsed) s")
+        }
+        #expect(proxy.output.contains("client_header_timeout"))
+    }
+
+    @Test("a TLS handshake that never completes is cut at the header deadline")
+    func stalledTLSHandshake() async throws {
+        let proxy = try await PasssageProcess.launch(["--client-header-timeout", "1s", "--client-idle-timeout", "60s"])
+        defer { proxy.stop() }
+        let connection = try RawConnection(port: proxy.port)
+        connection.send("CONNECT mitm.it:443 HTTP/1.1\r\nHost: mitm.it:443\r\n\r\n")
+        let established = connection.readAll(timeout: 0.5).text
+        #expect(established.hasPrefix("HTTP/1.1 200"), "\(established)")
+        // The first bytes of a ClientHello record, and nothing more.
+        connection.send([0x16, 0x03, 0x01, 0x02, 0x00])
+        let started = Date()
+        let reply = connection.readAll(timeout: 10)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(reply.closed)
+        #expect(elapsed >= 0.5 && elapsed < 5, "closed after \(elapsed) s")
+    }
+}
