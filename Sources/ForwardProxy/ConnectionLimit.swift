@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -71,5 +76,47 @@ final class RateLimitedWarning: Sendable {
         }
         guard let suppressed else { return }
         logger.warning("\(message): \(detail())", metadata: suppressed > 0 ? ["suppressed_since_last": "\(suppressed)"] : [:])
+    }
+}
+
+/// Pauses accepting for a moment when accept fails for want of descriptors or memory. The
+/// listener stays readable while connections wait in the backlog, so retrying at once is a busy
+/// loop; and NIO's `AcceptBackoffHandler` cannot stop it when no accept in the read burst
+/// succeeded (the channel keeps its read registered), so reading is switched off outright.
+final class AcceptThrottle: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = Channel
+    typealias InboundOut = Channel
+
+    private let pause: TimeAmount
+    private let warning: RateLimitedWarning
+    private var resumption: Scheduled<Void>?
+
+    init(pause: TimeAmount = .milliseconds(250), warning: RateLimitedWarning) {
+        self.pause = pause
+        self.warning = warning
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let ioError = error as? IOError, Self.isResourceShortage(ioError.errnoCode) else {
+            context.fireErrorCaught(error)
+            return
+        }
+        warning.record("\(ioError)")
+        guard resumption == nil, let options = context.channel.syncOptions else { return }
+        try? options.setOption(.autoRead, value: false)
+        resumption = context.eventLoop.assumeIsolated().scheduleTask(in: pause) { [self] in
+            self.resumption = nil
+            try? context.channel.syncOptions?.setOption(.autoRead, value: true)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        resumption?.cancel()
+        resumption = nil
+        context.fireChannelInactive()
+    }
+
+    static func isResourceShortage(_ code: Int32) -> Bool {
+        code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM
     }
 }

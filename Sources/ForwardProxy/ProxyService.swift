@@ -97,13 +97,7 @@ public final class ProxyService: Service, Sendable {
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    // Out of descriptors, accept fails at once and the listener stays readable: without
-                    // a pause between attempts that is a busy loop (NIO adds this handler only to
-                    // async-channel servers).
-                    try sync.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { error in
-                        acceptFailures.record("\(error)")
-                        return .milliseconds(250)
-                    })
+                    try sync.addHandler(AcceptThrottle(warning: acceptFailures))
                     try sync.addHandler(quiescing.makeServerChannelHandler(channel: channel))
                 }
             }
