@@ -49,10 +49,11 @@ public final class DestinationGuard: Sendable {
                         on eventLoop: EventLoop) -> EventLoopFuture<Channel>
     {
         let addresses = resolved.map { eventLoop.makeSucceededFuture($0) } ?? resolve(host: host, port: port, on: eventLoop)
-        return addresses.flatMap { addresses in
+        // Both futures complete on `eventLoop`, where the caller made the (non-Sendable) bootstrap.
+        return addresses.assumeIsolated().flatMap { addresses in
             bootstrap.resolver(ResolvedAddresses(addresses: addresses, eventLoop: eventLoop))
                 .connect(host: host, port: port)
-        }
+        }.nonisolated()
     }
 
     private static func vet(_ addresses: [SocketAddress], host: String, policy: DestinationPolicy) throws -> [SocketAddress] {
