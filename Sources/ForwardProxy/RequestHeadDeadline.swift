@@ -15,6 +15,10 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
     private let timeout: TimeAmount
     private let armAtStart: Bool
     private var awaitingHead = true
+    /// When the awaited head's first byte arrived; nil until then.
+    private var headStarted: NIODeadline?
+    /// One timer, re-armed lazily when it fires early: scheduling and cancelling a timer for every
+    /// request of a keep-alive connection would cost more than the requests' own parsing.
     private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 
@@ -27,7 +31,7 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if armAtStart { arm() }
+        if armAtStart { startClock() }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -36,7 +40,7 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if awaitingHead, timer == nil { arm() }
+        if awaitingHead, headStarted == nil { startClock() }
         context.fireChannelRead(data)
     }
 
@@ -48,31 +52,47 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
     /// A complete head arrived: no deadline until the connection waits for the next request.
     func headReceived() {
         awaitingHead = false
-        cancel()
+        headStarted = nil
     }
 
     /// The connection waits for its next request; the clock starts with its first byte.
     func awaitNextHead() {
         awaitingHead = true
+        headStarted = nil
     }
 
-    private func arm() {
+    private func startClock() {
+        guard let now = context?.eventLoop.now else { return }
+        headStarted = now
+        if timer == nil { arm(at: now + timeout) }
+    }
+
+    private func arm(at deadline: NIODeadline) {
         guard let context else { return }
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.timer = nil
-            guard self.awaitingHead, let context = self.context else { return }
-            context.fireUserInboundEventTriggered(Expired())
-            // The 408 cannot always go out (a TLS handshake that never finished holds it back):
-            // the connection closes shortly after whatever happened to the answer.
-            let channel = context.channel
-            context.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
+            self.timerFired()
         }
     }
 
-    static let closeGrace = TimeAmount.seconds(1)
+    private func timerFired() {
+        guard awaitingHead, let started = headStarted, let context else { return }
+        let expiry = started + timeout
+        guard context.eventLoop.now >= expiry else {
+            arm(at: expiry)   // an earlier request's clock; this one started later
+            return
+        }
+        context.fireUserInboundEventTriggered(Expired())
+        // The 408 cannot always go out (a TLS handshake that never finished holds it back):
+        // the connection closes shortly after whatever happened to the answer.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
+    }
 
     private func cancel() {
         timer?.cancel()
         timer = nil
     }
+
+    static let closeGrace = TimeAmount.seconds(1)
 }
