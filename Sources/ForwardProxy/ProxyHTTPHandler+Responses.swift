@@ -186,8 +186,8 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
         }
         // The request body is still arriving; finish the response, then drop the rest.
         let channel = context.channel
-        let flushed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         log(record, note: note)
+        let flushed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if close {
             state = .closing
             flushed.whenComplete { _ in channel.close(promise: nil) }

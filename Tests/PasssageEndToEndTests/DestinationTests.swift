@@ -47,8 +47,10 @@ struct DestinationTests {
                 #expect(status(reply) == 403, "CONNECT \(target): \(reply)")
             }
             #expect(origin.acceptedConnections == 0, "a denied destination was connected to")
-            let logged = proxy.output.split(separator: "\n").filter { $0.contains(" 403 ") }
-            #expect(logged.count == denied.count + 3, "\(logged)")
+            // One log line per denied request (the output pipe is read asynchronously: poll).
+            try await waitUntil(timeout: 5, "a log line per denied request") {
+                proxy.output.split(separator: "\n").filter { $0.contains(" 403 ") }.count == denied.count + 3
+            }
         } teardown: {
             await origin.stop()
         }
@@ -83,52 +85,55 @@ struct DestinationTests {
     @Test("inside a tunnel, a request for another authority gets 421 and reaches neither origin; SNI must name the CONNECT host")
     func tunnelAuthority() async throws {
         let fixture = try await Fixture.start()
-        defer { Task { await fixture.stop() } }
-        let other = try await TestOriginServer.start(tls: try fixture.pki.serverConfiguration())
         try await withTeardown {
-            let tunnelPort = fixture.origin.port
-            let script = """
-                import socket, ssl, sys
-                proxy_port, tunnel_port, other_port, ca = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-                def request(raw, sni="localhost", connect="localhost"):
-                    sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
-                    sock.sendall(f"CONNECT {connect}:{tunnel_port} HTTP/1.1\\r\\nHost: {connect}:{tunnel_port}\\r\\n\\r\\n".encode())
-                    head = b""
-                    while b"\\r\\n\\r\\n" not in head:
-                        head += sock.recv(1)
-                    try:
-                        tls = ssl.create_default_context(cafile=ca).wrap_socket(sock, server_hostname=sni)
-                    except ssl.SSLError as error:
-                        return "handshake refused"
-                    tls.sendall(raw.encode())
-                    reply = b""
-                    while True:
-                        data = tls.recv(65536)
-                        if not data:
-                            break
-                        reply += data
-                    return reply.decode(errors="replace").split("\\r\\n")[0]
-                print(request(f"GET https://localhost:{other_port}/small HTTP/1.1\\r\\nHost: localhost:{other_port}\\r\\nConnection: close\\r\\n\\r\\n"))
-                print(request(f"GET /small HTTP/1.1\\r\\nHost: localhost:{other_port}\\r\\nConnection: close\\r\\n\\r\\n"))
-                print(request(f"GET /small HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n", sni="other.example"))
-                print(request(f"GET /small HTTP/1.1\\r\\nHost: localhost.:{tunnel_port}\\r\\nConnection: close\\r\\n\\r\\n", connect="localhost."))
-                """
-            let result = try await run("/usr/bin/env", ["python3", "-c", script, String(fixture.proxy.port), String(tunnelPort),
-                                                        String(other.port), fixture.proxyCAFile], timeout: 60)
-            #expect(result.status == 0, "\(result.stderr)")
-            let lines = result.stdout.split(separator: "\n").map(String.init)
-            #expect(lines.count == 4, "\(result.stdout)")
-            #expect(lines.first == "HTTP/1.1 421 Misdirected Request", "\(lines)")
-            #expect(lines.dropFirst().first == "HTTP/1.1 421 Misdirected Request", "\(lines)")
-            #expect(lines.dropFirst(2).first == "handshake refused", "\(lines)")
-            // A trailing dot names the same host: same leaf, same tunnel.
-            #expect(lines.dropFirst(3).first == "HTTP/1.1 200 OK", "\(lines)")
-            #expect(other.acceptedConnections == 0)
-            #expect(fixture.origin.acceptedConnections == 1, "only the last request reaches the tunnel's origin")
-            #expect(fixture.proxy.output.contains("CONNECT localhost:\(tunnelPort) 200"))
-            #expect(!fixture.proxy.output.contains("localhost:\(other.port)/small 200"))
+            let other = try await TestOriginServer.start(tls: try fixture.pki.serverConfiguration())
+            try await withTeardown {
+                let tunnelPort = fixture.origin.port
+                let script = """
+                    import socket, ssl, sys
+                    proxy_port, tunnel_port, other_port, ca = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+                    def request(raw, sni="localhost", connect="localhost"):
+                        sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+                        sock.sendall(f"CONNECT {connect}:{tunnel_port} HTTP/1.1\\r\\nHost: {connect}:{tunnel_port}\\r\\n\\r\\n".encode())
+                        head = b""
+                        while b"\\r\\n\\r\\n" not in head:
+                            head += sock.recv(1)
+                        try:
+                            tls = ssl.create_default_context(cafile=ca).wrap_socket(sock, server_hostname=sni)
+                        except ssl.SSLError as error:
+                            return "handshake refused"
+                        tls.sendall(raw.encode())
+                        reply = b""
+                        while True:
+                            data = tls.recv(65536)
+                            if not data:
+                                break
+                            reply += data
+                        return reply.decode(errors="replace").split("\\r\\n")[0]
+                    print(request(f"GET https://localhost:{other_port}/small HTTP/1.1\\r\\nHost: localhost:{other_port}\\r\\nConnection: close\\r\\n\\r\\n"))
+                    print(request(f"GET /small HTTP/1.1\\r\\nHost: localhost:{other_port}\\r\\nConnection: close\\r\\n\\r\\n"))
+                    print(request(f"GET /small HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n", sni="other.example"))
+                    print(request(f"GET /small HTTP/1.1\\r\\nHost: localhost.:{tunnel_port}\\r\\nConnection: close\\r\\n\\r\\n", connect="localhost."))
+                    """
+                let result = try await run("/usr/bin/env", ["python3", "-c", script, String(fixture.proxy.port), String(tunnelPort),
+                                                            String(other.port), fixture.proxyCAFile], timeout: 60)
+                #expect(result.status == 0, "\(result.stderr)")
+                let lines = result.stdout.split(separator: "\n").map(String.init)
+                #expect(lines.count == 4, "\(result.stdout)")
+                #expect(lines.first == "HTTP/1.1 421 Misdirected Request", "\(lines)")
+                #expect(lines.dropFirst().first == "HTTP/1.1 421 Misdirected Request", "\(lines)")
+                #expect(lines.dropFirst(2).first == "handshake refused", "\(lines)")
+                // A trailing dot names the same host: same leaf, same tunnel.
+                #expect(lines.dropFirst(3).first == "HTTP/1.1 200 OK", "\(lines)")
+                #expect(other.acceptedConnections == 0)
+                #expect(fixture.origin.acceptedConnections == 1, "only the last request reaches the tunnel's origin")
+                #expect(fixture.proxy.output.contains("CONNECT localhost:\(tunnelPort) 200"))
+                #expect(!fixture.proxy.output.contains("localhost:\(other.port)/small 200"))
+            } teardown: {
+                await other.stop()
+            }
         } teardown: {
-            await other.stop()
+            await fixture.stop()
         }
     }
 }

@@ -8,25 +8,28 @@ struct LifecycleTests {
     @Test("SIGTERM during a slow download lets it finish, then passsage exits 0")
     func gracefulShutdown() async throws {
         let fixture = try await Fixture.start(proxyArguments: ["--shutdown-grace-period", "30s"])
-        defer { Task { await fixture.stop() } }
-        let output = fixture.directory + "/slow.bin"
-        let size = 4_000_000
-        let download = Task {
-            try await fixture.proxiedCurl(["-o", output, "\(fixture.originURL)/bytes/\(size)?rate=1000000"], timeout: 60)
+        try await withTeardown {
+            let output = fixture.directory + "/slow.bin"
+            let size = 4_000_000
+            let download = Task {
+                try await fixture.proxiedCurl(["-o", output, "\(fixture.originURL)/bytes/\(size)?rate=1000000"], timeout: 60)
+            }
+            try await waitUntil(timeout: 20, "the download to start") {
+                ((try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0) > 0
+            }
+            fixture.proxy.signal(SIGTERM)
+            // New connections are refused once shutdown begins.
+            try await waitUntil(timeout: 10, "the listener to close") {
+                (try? rawExchange(port: fixture.proxy.port, send: [], timeout: 1)) == nil
+            }
+            let result = try await download.value
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try await sha256Hex(ofFile: output) == OriginContent.sha256(count: size))
+            let status = try await fixture.proxy.waitForExit(timeout: 20)
+            #expect(status == 0, "\(fixture.proxy.output)")
+        } teardown: {
+            await fixture.stop()
         }
-        try await waitUntil(timeout: 20, "the download to start") {
-            ((try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0) > 0
-        }
-        fixture.proxy.signal(SIGTERM)
-        // New connections are refused once shutdown begins.
-        try await waitUntil(timeout: 10, "the listener to close") {
-            (try? rawExchange(port: fixture.proxy.port, send: [], timeout: 1)) == nil
-        }
-        let result = try await download.value
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(try await sha256Hex(ofFile: output) == OriginContent.sha256(count: size))
-        let status = try await fixture.proxy.waitForExit(timeout: 20)
-        #expect(status == 0, "\(fixture.proxy.output)")
     }
 
     @Test("/health answers 200 once the proxy listens")

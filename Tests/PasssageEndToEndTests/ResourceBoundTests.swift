@@ -72,54 +72,57 @@ struct ResourceBoundTests {
     @Test("pipelined requests inside a TLS tunnel from a client that never reads stay bounded")
     func pipelinedFloodInTunnel() async throws {
         let fixture = try await Fixture.start()
-        defer { Task { await fixture.stop() } }
-        let proxy = fixture.proxy
-        let baseline = residentSetSize(pid: proxy.pid) ?? 0
-        let linesBefore = proxy.output.split(separator: "\n").count
-        // Python's ssl: CONNECT, handshake, then write pipelined requests for 5 s and never read.
-        let script = """
-            import socket, ssl, sys, time
-            proxy_port, ca = int(sys.argv[1]), sys.argv[2]
-            sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
-            sock.sendall(b"CONNECT mitm.it:443 HTTP/1.1\\r\\nHost: mitm.it:443\\r\\n\\r\\n")
-            head = b""
-            while b"\\r\\n\\r\\n" not in head:
-                head += sock.recv(1)
-            assert head.startswith(b"HTTP/1.1 200"), head
-            tls = ssl.create_default_context(cafile=ca).wrap_socket(sock, server_hostname="mitm.it")
-            tls.settimeout(0.2)
-            batch = b"GET / HTTP/1.1\\r\\nHost: mitm.it\\r\\n\\r\\n" * 2000
-            sent, deadline = 0, time.time() + 5
-            while time.time() < deadline:
-                try:
-                    sent += tls.send(batch)
-                except (socket.timeout, ssl.SSLWantWriteError):
-                    pass
-                except OSError:
-                    break
-            print(sent)
-            """
-        let pid = proxy.pid
-        let sampling = Task.detached { () -> Int in
-            var peak = 0
-            while !Task.isCancelled {
-                peak = max(peak, residentSetSize(pid: pid) ?? 0)
-                try? await Task.sleep(nanoseconds: 50_000_000)
+        try await withTeardown {
+            let proxy = fixture.proxy
+            let baseline = residentSetSize(pid: proxy.pid) ?? 0
+            let linesBefore = proxy.output.split(separator: "\n").count
+            // Python's ssl: CONNECT, handshake, then write pipelined requests for 5 s and never read.
+            let script = """
+                import socket, ssl, sys, time
+                proxy_port, ca = int(sys.argv[1]), sys.argv[2]
+                sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+                sock.sendall(b"CONNECT mitm.it:443 HTTP/1.1\\r\\nHost: mitm.it:443\\r\\n\\r\\n")
+                head = b""
+                while b"\\r\\n\\r\\n" not in head:
+                    head += sock.recv(1)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                tls = ssl.create_default_context(cafile=ca).wrap_socket(sock, server_hostname="mitm.it")
+                tls.settimeout(0.2)
+                batch = b"GET / HTTP/1.1\\r\\nHost: mitm.it\\r\\n\\r\\n" * 2000
+                sent, deadline = 0, time.time() + 5
+                while time.time() < deadline:
+                    try:
+                        sent += tls.send(batch)
+                    except (socket.timeout, ssl.SSLWantWriteError):
+                        pass
+                    except OSError:
+                        break
+                print(sent)
+                """
+            let pid = proxy.pid
+            let sampling = Task.detached { () -> Int in
+                var peak = 0
+                while !Task.isCancelled {
+                    peak = max(peak, residentSetSize(pid: pid) ?? 0)
+                    try? await Task.sleep(nanoseconds: 50_000_000)
+                }
+                return peak
             }
-            return peak
+            let result = try await run("/usr/bin/env", ["python3", "-c", script, String(proxy.port), fixture.proxyCAFile],
+                                       timeout: 60)
+            sampling.cancel()
+            let peak = await sampling.value
+            #expect(result.status == 0, "\(result.stderr)")
+            try await waitUntil(timeout: 10, "RSS to return near its baseline") {
+                (residentSetSize(pid: pid) ?? .max) < baseline + 40 * Self.mib
+            }
+            let lines = proxy.output.split(separator: "\n").count - linesBefore
+            #expect(peak < 100 * Self.mib, "peak RSS \(peak / Self.mib) MiB (baseline \(baseline / Self.mib) MiB)")
+            print("tunnel flood: \(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) bytes sent, \(lines) log lines, peak RSS \(peak / Self.mib) MiB")
+            #expect(lines < 20_000, "\(lines) log lines")
+        } teardown: {
+            await fixture.stop()
         }
-        let result = try await run("/usr/bin/env", ["python3", "-c", script, String(proxy.port), fixture.proxyCAFile],
-                                   timeout: 60)
-        sampling.cancel()
-        let peak = await sampling.value
-        #expect(result.status == 0, "\(result.stderr)")
-        try await waitUntil(timeout: 10, "RSS to return near its baseline") {
-            (residentSetSize(pid: pid) ?? .max) < baseline + 40 * Self.mib
-        }
-        let lines = proxy.output.split(separator: "\n").count - linesBefore
-        #expect(peak < 100 * Self.mib, "peak RSS \(peak / Self.mib) MiB (baseline \(baseline / Self.mib) MiB)")
-        print("tunnel flood: \(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) bytes sent, \(lines) log lines, peak RSS \(peak / Self.mib) MiB")
-        #expect(lines < 20_000, "\(lines) log lines")
     }
 
     /// Holds `count` idle connections for 5 s and returns the proxy's CPU seconds meanwhile.

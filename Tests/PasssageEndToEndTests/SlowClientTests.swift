@@ -24,6 +24,7 @@ struct SlowClientTests {
             #expect(reply.closed)
             #expect(elapsed < 5, "answered after \(elapsed) s")
             try await waitUntil(timeout: 5, "the upstream connection to close") { origin.connectionCount == 0 }
+            try await waitUntil(timeout: 5, "the access-log line") { proxy.output.contains("/upload 408 ") }
             #expect(proxy.output.contains("client_body_timeout"))
         } teardown: {
             await origin.stop()
@@ -63,7 +64,7 @@ struct SlowClientTests {
             #expect(reply.hasPrefix("HTTP/1.1 408"), "\(reply)")
             #expect(elapsed >= 0.9 && elapsed < 5, "cut after \(elapsed) s")
         }
-        #expect(proxy.output.contains("client_header_timeout"))
+        try await waitUntil(timeout: 5, "the access-log lines") { proxy.output.contains("client_header_timeout") }
     }
 
     @Test("a TLS handshake that never completes is cut at the header deadline")
