@@ -10,6 +10,44 @@ import Testing
 /// per-origin limit, idle expiry, timeouts, and response backpressure.
 @Suite("Origin client")
 struct OriginClientTests {
+    @Test("a denied destination fails before any connection is made, and never inside startExchange")
+    func deniedDestination() async throws {
+        var configuration = OriginClientConfiguration()
+        configuration.destinations = DestinationGuard(policy: .defaultPolicy)
+        try await withClient(configuration) { client, origin, server in
+            let literal = try await thrownError(OriginError.self) { _ = try await client.fetch(origin, "/small") }
+            #expect(literal == .destinationDenied(host: "127.0.0.1", address: "127.0.0.1"))
+            let named = Origin(host: "localhost", port: origin.port, usesTLS: false)
+            let byName = try await thrownError(OriginError.self) { _ = try await client.fetch(named, "/small") }
+            guard case .destinationDenied(host: "localhost", _) = byName else {
+                Issue.record("\(byName)")
+                return
+            }
+            #expect(server.acceptedConnections == 0)
+        }
+    }
+
+    @Test("names are resolved off the loop and connected over exactly the vetted addresses; unknown names fail cleanly")
+    func resolution() async throws {
+        let guardAll = DestinationGuard(policy: .allowAll)
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let addresses = try await guardAll.resolve(host: "localhost", port: 80, on: loop).get()
+        #expect(addresses.contains { $0.ipAddress == "127.0.0.1" }, "\(addresses)")
+        let unknown = try await thrownError(OriginError.self) {
+            _ = try await guardAll.resolve(host: "nowhere.invalid", port: 80, on: loop).get()
+        }
+        guard case .nameResolution(host: "nowhere.invalid", _) = unknown else {
+            Issue.record("\(unknown)")
+            return
+        }
+        try await withClient { client, origin, server in
+            let named = Origin(host: "localhost", port: origin.port, usesTLS: false)
+            let body = try await client.fetch(named, "/small").body
+            #expect(body == "ok\n")
+            #expect(server.acceptedConnections == 1)
+        }
+    }
+
     @Test("keep-alive connections are reused, also after a HEAD")
     func reuse() async throws {
         try await withClient { client, origin, server in
@@ -143,6 +181,8 @@ struct ClientUnderTest: Sendable {
     }
 }
 
+struct CalledBackTooEarly: Error {}
+
 final class Collector: OriginExchangeDelegate {
     let promise: EventLoopPromise<ClientUnderTest.Response>
     let pause: TimeAmount?
@@ -187,7 +227,8 @@ final class Collector: OriginExchangeDelegate {
     }
 
     func originExchange(_ exchange: OriginExchange, didFail error: any Error) {
-        promise.fail(error)
+        // The contract: no callback before `startExchange` returned (and `exchange` was set).
+        promise.fail(self.exchange == nil ? CalledBackTooEarly() : error)
     }
 
     func originExchangeBecameWritable(_ exchange: OriginExchange) {}
