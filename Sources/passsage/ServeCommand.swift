@@ -111,6 +111,13 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
+/// A duration option that must be above zero.
+private func positive(_ value: DurationValue?, option: String) throws -> TimeAmount? {
+    guard let value else { return nil }
+    guard value.amount > .zero else { throw UsageError("invalid value '0' for \(option): must be positive") }
+    return value.amount
+}
+
 /// The command line and environment, resolved and validated.
 struct Settings {
     var proxy = ProxyConfiguration()
@@ -141,29 +148,18 @@ struct Settings {
         }
         proxy.upstreamTLSSkipVerify = try env.flag(c.upstreamTLSSkipVerify, "PASSSAGE_UPSTREAM_TLS_SKIP_VERIFY",
                                                    option: "--upstream-tls-skip-verify")
-        if let value = try env.value(c.upstreamConnectTimeout, "PASSSAGE_UPSTREAM_CONNECT_TIMEOUT",
-                                     option: "--upstream-connect-timeout") {
-            guard value.amount > .zero else {
-                throw UsageError("invalid value '0' for --upstream-connect-timeout: must be positive")
-            }
-            proxy.upstreamConnectTimeout = value.amount
+        if let value = try positive(env.value(c.upstreamConnectTimeout, "PASSSAGE_UPSTREAM_CONNECT_TIMEOUT", option: "--upstream-connect-timeout"), option: "--upstream-connect-timeout") {
+            proxy.upstreamConnectTimeout = value
         }
         if let value = try env.value(c.upstreamReadTimeout, "PASSSAGE_UPSTREAM_READ_TIMEOUT",
                                      option: "--upstream-read-timeout") {
             proxy.upstreamReadTimeout = value.amount == .zero ? nil : value.amount
         }
-        if let value = try env.value(c.clientIdleTimeout, "PASSSAGE_CLIENT_IDLE_TIMEOUT", option: "--client-idle-timeout") {
-            guard value.amount > .zero else {
-                throw UsageError("invalid value '0' for --client-idle-timeout: must be positive")
-            }
-            proxy.clientIdleTimeout = value.amount
+        if let value = try positive(env.value(c.clientIdleTimeout, "PASSSAGE_CLIENT_IDLE_TIMEOUT", option: "--client-idle-timeout"), option: "--client-idle-timeout") {
+            proxy.clientIdleTimeout = value
         }
-        if let value = try env.value(c.clientHeaderTimeout, "PASSSAGE_CLIENT_HEADER_TIMEOUT",
-                                     option: "--client-header-timeout") {
-            guard value.amount > .zero else {
-                throw UsageError("invalid value '0' for --client-header-timeout: must be positive")
-            }
-            proxy.clientHeaderTimeout = value.amount
+        if let value = try positive(env.value(c.clientHeaderTimeout, "PASSSAGE_CLIENT_HEADER_TIMEOUT", option: "--client-header-timeout"), option: "--client-header-timeout") {
+            proxy.clientHeaderTimeout = value
         }
         if let value = try env.value(c.maxClientConnections, "PASSSAGE_MAX_CLIENT_CONNECTIONS",
                                      option: "--max-client-connections") {

@@ -15,14 +15,7 @@ struct ResourceBoundTests {
         let baseline = residentSetSize(pid: proxy.pid) ?? 0
         let linesBefore = proxy.output.split(separator: "\n").count
         let pid = proxy.pid
-        let sampling = Task.detached { () -> Int in
-            var peak = 0
-            while !Task.isCancelled {
-                peak = max(peak, residentSetSize(pid: pid) ?? 0)
-                try? await Task.sleep(nanoseconds: 50_000_000)
-            }
-            return peak
-        }
+        let sampling = PeakRSSSampler(pid: pid)
         let batch = Array(String(repeating: request, count: 2000).utf8)
         // One connection at a time for 5 s; a closed one (pipelining limit reached) is replaced.
         let (sent, connections) = try await Task.detached { () -> (Int, Int) in
@@ -36,8 +29,7 @@ struct ResourceBoundTests {
             }
             return (sent, connections)
         }.value
-        sampling.cancel()
-        let peak = await sampling.value
+        let peak = await sampling.stop()
         // The connection is closed now; memory goes back down (allocator caches aside).
         try await waitUntil(timeout: 10, "RSS to return near its baseline") {
             (residentSetSize(pid: pid) ?? .max) < baseline + 40 * Self.mib
@@ -100,18 +92,10 @@ struct ResourceBoundTests {
                 print(sent)
                 """
             let pid = proxy.pid
-            let sampling = Task.detached { () -> Int in
-                var peak = 0
-                while !Task.isCancelled {
-                    peak = max(peak, residentSetSize(pid: pid) ?? 0)
-                    try? await Task.sleep(nanoseconds: 50_000_000)
-                }
-                return peak
-            }
+            let sampling = PeakRSSSampler(pid: pid)
             let result = try await run("/usr/bin/env", ["python3", "-c", script, String(proxy.port), fixture.proxyCAFile],
                                        timeout: 60)
-            sampling.cancel()
-            let peak = await sampling.value
+            let peak = await sampling.stop()
             #expect(result.status == 0, "\(result.stderr)")
             try await waitUntil(timeout: 10, "RSS to return near its baseline") {
                 (residentSetSize(pid: pid) ?? .max) < baseline + 40 * Self.mib

@@ -34,21 +34,13 @@ struct StreamingTests {
         try await withTeardown {
             let size = 1 << 30
             let pid = fixture.proxy.pid
-            let sampling = Task.detached { () -> Int in
-                var peak = 0
-                while !Task.isCancelled {
-                    peak = max(peak, residentSetSize(pid: pid) ?? 0)
-                    try? await Task.sleep(nanoseconds: 50_000_000)
-                }
-                return peak
-            }
+            let sampling = PeakRSSSampler(pid: pid)
             let result = try await run("/usr/bin/env", [
                 "bash", "-c",
                 "set -o pipefail; curl -sS --max-time 600 -x \(fixture.proxy.proxyURL) --cacert \(fixture.proxyCAFile) " +
                     "\(fixture.originURL)/bytes/\(size) | sha256sum",
             ], timeout: 620)
-            sampling.cancel()
-            let peak = await sampling.value
+            let peak = await sampling.stop()
             #expect(result.status == 0, "\(result.stderr)")
             #expect(String(result.stdout.prefix(64)) == OriginContent.sha256(count: size))
             #expect(peak > 0 && peak < 150 * 1024 * 1024, "peak RSS \(peak / 1024 / 1024) MiB")

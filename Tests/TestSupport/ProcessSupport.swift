@@ -93,6 +93,27 @@ public func residentSetSize(pid: Int32) -> Int? {
     return nil
 }
 
+/// Samples a process's RSS every 50 ms until `stop`, which returns the peak in bytes.
+public final class PeakRSSSampler: Sendable {
+    private let task: Task<Int, Never>
+
+    public init(pid: Int32) {
+        task = Task.detached {
+            var peak = 0
+            while !Task.isCancelled {
+                peak = max(peak, residentSetSize(pid: pid) ?? 0)
+                try? await Task.sleep(nanoseconds: 50_000_000)
+            }
+            return peak
+        }
+    }
+
+    public func stop() async -> Int {
+        task.cancel()
+        return await task.value
+    }
+}
+
 /// A free TCP port on 127.0.0.1 that nothing listens on (bound and closed again).
 public func unusedPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -114,33 +135,9 @@ public func unusedPort() throws -> Int {
 /// Sends raw bytes to 127.0.0.1:`port` and returns what comes back until the peer closes or
 /// `timeout` seconds pass without data.
 public func rawExchange(port: Int, send bytes: [UInt8], timeout: Int = 5) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw HarnessError("socket failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw HarnessError("connect to \(port) failed") }
-    var tv = timeval(tv_sec: timeout, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-        if n <= 0 { break }  // the server may answer and close before reading everything
-        offset += n
-    }
-    var received = [UInt8]()
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if n <= 0 { break }
-        received += chunk[0..<n]
-    }
-    return String(decoding: received, as: UTF8.self)
+    let connection = try RawConnection(port: port, timeout: Double(timeout))
+    _ = connection.send(bytes)   // the server may answer and close before reading everything
+    return connection.readUntilQuiet(timeout: Double(timeout))
 }
 
 /// Runs `body`, then `teardown` whether `body` threw or not.

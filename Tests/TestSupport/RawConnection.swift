@@ -5,7 +5,8 @@ import Foundation
 public final class RawConnection {
     public let fd: Int32
 
-    public init(port: Int) throws {
+    /// `timeout` bounds each send and receive call.
+    public init(port: Int, timeout: Double = 0.2) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket failed") }
         var address = sockaddr_in()
@@ -19,8 +20,8 @@ public final class RawConnection {
             close(fd)
             throw HarnessError("connect to \(port) failed")
         }
-        setTimeout(SO_SNDTIMEO, seconds: 0.2)
-        setTimeout(SO_RCVTIMEO, seconds: 0.2)
+        setTimeout(SO_SNDTIMEO, seconds: timeout)
+        setTimeout(SO_RCVTIMEO, seconds: timeout)
     }
 
     deinit {
@@ -78,6 +79,20 @@ public final class RawConnection {
             received += chunk[0..<n]
         }
         return (String(decoding: received, as: UTF8.self), false)
+    }
+}
+
+extension RawConnection {
+    /// Reads until the peer closes, or until one receive waits the whole receive timeout.
+    public func readUntilQuiet(timeout: Double) -> String {
+        var received = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received += chunk[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 }
 
