@@ -1,6 +1,7 @@
 import CertificateAuthority
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import Onboarding
 import OriginConnections
@@ -13,6 +14,8 @@ final class ProxyContext: Sendable {
     let onboarding: OnboardingSite
     /// Vets every upstream destination; the listeners' addresses are added once bound.
     let destinations: DestinationGuard
+    /// Where `destinations` runs getaddrinfo; shut down with the service.
+    let resolverThreads: NIOThreadPool
     let logger: Logger
 
     init(configuration: ProxyConfiguration, leaves: LeafCertificateCache, eventLoopGroup: any EventLoopGroup, logger: Logger) throws {
@@ -24,7 +27,12 @@ final class ProxyContext: Sendable {
             caCertificateDER: leaves.authority.certificateDER,
             noProxyExtra: configuration.noProxyExtra
         )
-        let destinations = DestinationGuard(policy: configuration.destinationPolicy)
+        // Name lookups block a thread for as long as DNS takes: they get their own threads, so a slow
+        // resolver cannot hold up leaf minting on the shared pool.
+        let resolverThreads = NIOThreadPool(numberOfThreads: 8)
+        resolverThreads.start()
+        self.resolverThreads = resolverThreads
+        let destinations = DestinationGuard(policy: configuration.destinationPolicy, threadPool: resolverThreads)
         self.destinations = destinations
         self.originClient = try OriginClient(group: eventLoopGroup,
                                              configuration: try Self.upstreamClientConfiguration(configuration,
@@ -51,6 +59,12 @@ final class ProxyContext: Sendable {
         client.idleTimeout = .seconds(60)
         client.destinations = destinations
         return client
+    }
+
+    /// Closes pooled upstream connections and stops the resolver threads.
+    func shutdownClients() async {
+        await originClient.shutdown()
+        try? await resolverThreads.shutdownGracefully()
     }
 
     /// The proxy URL to put into `proxy-env.sh` for a client that reached us through `local`.

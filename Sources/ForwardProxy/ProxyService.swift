@@ -40,7 +40,7 @@ public final class ProxyService: Service, Sendable {
             // Accepting starts once the destination policy knows the listeners' own addresses.
             server = try await bindProxy(quiescing: quiescing)
         } catch {
-            await proxy.originClient.shutdown()
+            await proxy.shutdownClients()
             throw ListenError(what: "proxy", host: configuration.bindHost, port: configuration.port, underlying: error)
         }
         boundAddress.withLockedValue { $0 = server.localAddress }
@@ -52,7 +52,7 @@ public final class ProxyService: Service, Sendable {
                                                      readiness: readiness, group: group)
             } catch {
                 server.close(promise: nil)
-                await proxy.originClient.shutdown()
+                await proxy.shutdownClients()
                 throw ListenError(what: "health", host: configuration.healthHost, port: configuration.healthPort,
                                   underlying: error)
             }
@@ -80,7 +80,7 @@ public final class ProxyService: Service, Sendable {
             server.close(promise: nil)
         }
         try? await health?.close()
-        await proxy.originClient.shutdown()
+        await proxy.shutdownClients()
         logger.notice("stopped")
     }
 

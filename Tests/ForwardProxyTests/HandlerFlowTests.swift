@@ -35,7 +35,7 @@ struct HandlerFlowTests {
     }
 
     @Test("while output is backed up no request starts; the queue is capped; the queued ones are answered, then the connection closes")
-    func backedUpOutput() throws {
+    func backedUpOutput() async throws {
         let proxy = try Self.makeProxy { $0.pipelinedRequestLimit = 8 }
         let handler = ProxyHTTPHandler(mode: .forwardListener, proxy: proxy, headDeadline: nil)
         let channel = EmbeddedChannel(handler: handler)
@@ -59,10 +59,11 @@ struct HandlerFlowTests {
         channel.pipeline.fireChannelWritabilityChanged()
         #expect(try Self.responseHeads(channel) == 8)
         #expect(!channel.isActive, "closed after the queued responses: the dropped requests are the client's to retry")
+        await proxy.shutdownClients()
     }
 
     @Test("a pipelined request waits for the one before it, and reads resume when the queue drains")
-    func pipelinedWithinLimit() throws {
+    func pipelinedWithinLimit() async throws {
         let proxy = try Self.makeProxy()
         let handler = ProxyHTTPHandler(mode: .forwardListener, proxy: proxy, headDeadline: nil)
         let channel = EmbeddedChannel(handler: handler)
@@ -79,6 +80,7 @@ struct HandlerFlowTests {
         #expect(!handler.readsPaused)
         #expect(handler.queue.isEmpty)
         _ = try channel.finish()
+        await proxy.shutdownClients()
     }
 
     @Test("the header deadline starts with a request's first byte, stops at its head and restarts for the next")
