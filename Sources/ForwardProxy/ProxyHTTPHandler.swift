@@ -214,6 +214,10 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             respondLocally(status: status, text: error.description, record: record, close: true, context: context)
             return
         }
+        if let (status, text) = Self.framingProblem(head) {
+            respondLocally(status: status, text: text, record: record, close: true, context: context)
+            return
+        }
         switch target {
         case .authority(let authority):
             record.target = authority.description
@@ -248,6 +252,21 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let path = try TunnelRequestTarget.resolve(method: head.method.rawValue, uri: head.uri,
                                                    hostHeader: head.headers.first(name: "host"), tunnel: authority)
         return .absolute(scheme: scheme, authority: authority, pathAndQuery: path)
+    }
+
+    /// Request framing the proxy will not pass on (RFC 9112 §6.1): a transfer coding other than
+    /// chunked alone would reach the origin stripped of its coding (501), and `Transfer-Encoding`
+    /// in an HTTP/1.0 request means the framing cannot be trusted (400, and close).
+    private static func framingProblem(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String)? {
+        let codings = head.headers[canonicalForm: "transfer-encoding"]
+        guard !codings.isEmpty else { return nil }
+        if head.version.major == 1 && head.version.minor == 0 {
+            return (.badRequest, "Transfer-Encoding in an HTTP/1.0 request")
+        }
+        if codings.count != 1 || codings[0].lowercased() != "chunked" {
+            return (.notImplemented, "transfer codings other than chunked are not supported")
+        }
+        return nil
     }
 
     private func receivedBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -378,8 +397,9 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard let parserError = error as? HTTPParserError else {
+            // A reset or TLS failure: close, and let channelInactive cancel the exchange in flight
+            // (its upstream connection must not outlive the client).
             proxy.logger.debug("client connection error", metadata: ["error": "\(error)"])
-            state = .closing
             context.close(promise: nil)
             return
         }

@@ -143,11 +143,14 @@ public final class ProxyService: Service, Sendable {
     static func ownEndpoints(_ addresses: [SocketAddress]) -> [DestinationPolicy.Endpoint] {
         var endpoints: [DestinationPolicy.Endpoint] = []
         let local = ((try? System.enumerateDevices()) ?? []).compactMap { $0.address.flatMap(IPAddressBytes.of) }
+        let loopback = ["127.0.0.0/8", "::1/128"].map { try! IPNetwork(parsing: $0) }
         for address in addresses {
             guard let port = address.port, let bytes = IPAddressBytes.of(address) else { continue }
-            let isWildcard = bytes.allSatisfy { $0 == 0 }
-            for candidate in isWildcard ? local + [bytes] : [bytes] {
-                endpoints.append(DestinationPolicy.Endpoint(address: candidate, port: port))
+            endpoints.append(DestinationPolicy.Endpoint(address: bytes, port: port))
+            if bytes.allSatisfy({ $0 == 0 }) {
+                // A wildcard listener answers on every local address, all of loopback included.
+                endpoints += local.map { DestinationPolicy.Endpoint(address: $0, port: port) }
+                endpoints += loopback.map { DestinationPolicy.Endpoint(network: $0, port: port) }
             }
         }
         return endpoints

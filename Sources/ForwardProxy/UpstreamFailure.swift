@@ -32,6 +32,10 @@ public struct UpstreamFailure: Equatable, Sendable {
             return failure(.forbidden, "the proxy does not connect to this destination")
         case OriginError.nameResolution:
             return failure(.badGateway, "upstream host name could not be resolved")
+        case OriginError.noConnectionAvailable:
+            return failure(.gatewayTimeout, "no upstream connection came free in time")
+        case OriginError.protocolViolation:
+            return failure(.badGateway, "upstream sent a malformed response")
         default:
             break
         }

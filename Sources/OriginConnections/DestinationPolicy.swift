@@ -30,6 +30,11 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
         self.prefixLength = prefix
     }
 
+    public init(bytes: [UInt8], prefixLength: Int) {
+        self.bytes = IPAddressBytes.masked(bytes, prefix: prefixLength)
+        self.prefixLength = prefixLength
+    }
+
     public func contains(_ address: [UInt8]) -> Bool {
         address.count == bytes.count && IPAddressBytes.masked(address, prefix: prefixLength) == bytes
     }
@@ -58,13 +63,19 @@ public struct DestinationPolicy: Sendable, Equatable {
     /// health endpoint. Filled in once the listeners are bound.
     public var ownEndpoints: [Endpoint]
 
+    /// Addresses (a network, so a wildcard listener can cover all of loopback) and a port.
     public struct Endpoint: Hashable, Sendable {
-        public let address: [UInt8]
+        public let network: IPNetwork
         public let port: Int
 
-        public init(address: [UInt8], port: Int) {
-            self.address = address
+        public init(network: IPNetwork, port: Int) {
+            self.network = network
             self.port = port
+        }
+
+        public init(address: [UInt8], port: Int) {
+            self.init(network: IPNetwork(bytes: IPAddressBytes.effective(address), prefixLength: address.count * 8),
+                      port: port)
         }
     }
 
@@ -98,7 +109,7 @@ public struct DestinationPolicy: Sendable, Equatable {
         let effective = IPAddressBytes.effective(bytes)
         if deniedNetworks.contains(where: { $0.contains(effective) }) { return true }
         if let port = address.port {
-            return ownEndpoints.contains { $0.port == port && IPAddressBytes.effective($0.address) == effective }
+            return ownEndpoints.contains { $0.port == port && $0.network.contains(effective) }
         }
         return false
     }
@@ -139,9 +150,7 @@ public enum IPAddressBytes {
     /// the unspecified addresses (0.0.0.0, ::) reach this host's loopback.
     public static func effective(_ bytes: [UInt8]) -> [UInt8] {
         if bytes.count == 16 {
-            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
-                return effective(Array(bytes[12..<16]))
-            }
+            if let embedded = embeddedIPv4(bytes) { return effective(embedded) }
             if bytes.allSatisfy({ $0 == 0 }) { return [UInt8](repeating: 0, count: 15) + [1] }
             return bytes
         }
@@ -149,7 +158,21 @@ public enum IPAddressBytes {
         return bytes
     }
 
-    static func masked(_ bytes: [UInt8], prefix: Int) -> [UInt8] {
+    /// The IPv4 address inside the IPv6 forms that carry one to an IPv4 host: mapped
+    /// (`::ffff:a.b.c.d`), SIIT-translated (`::ffff:0:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, but
+    /// not `::` or `::1`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4 (`2002:AABB:CCDD::`).
+    static func embeddedIPv4(_ bytes: [UInt8]) -> [UInt8]? {
+        let last4 = Array(bytes[12..<16])
+        let zeros = { (range: Range<Int>) in bytes[range].allSatisfy { $0 == 0 } }
+        if zeros(0..<10), bytes[10] == 0xff, bytes[11] == 0xff { return last4 }
+        if zeros(0..<8), bytes[8] == 0xff, bytes[9] == 0xff, zeros(10..<12) { return last4 }
+        if zeros(0..<12), !zeros(12..<15) { return last4 }
+        if bytes[0..<4] == [0x00, 0x64, 0xff, 0x9b], zeros(4..<12) { return last4 }
+        if bytes[0] == 0x20, bytes[1] == 0x02 { return Array(bytes[2..<6]) }
+        return nil
+    }
+
+    public static func masked(_ bytes: [UInt8], prefix: Int) -> [UInt8] {
         var result = bytes
         for index in result.indices {
             let bitsHere = min(8, max(0, prefix - index * 8))

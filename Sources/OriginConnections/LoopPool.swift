@@ -40,7 +40,11 @@ final class LoopPool: @unchecked Sendable {
         } else if openCount[origin, default: 0] < connectionLimit {
             connect(for: exchange)
         } else {
+            // Waiting for a connection to come free is bounded like connecting is.
             waiting[origin, default: []].append(exchange)
+            eventLoop.assumeIsolated().scheduleTask(in: configuration.connectTimeout) {
+                exchange.connectFailed(OriginError.noConnectionAvailable)
+            }
         }
     }
 
@@ -142,8 +146,12 @@ final class LoopPool: @unchecked Sendable {
         }
         if exchange.isWaitingForConnection {
             exchange.attach(connection, reused: false)
+        } else if let next = nextWaiting(exchange.origin) {
+            next.attach(connection, reused: false)   // cancelled meanwhile: someone else needs it
         } else {
-            release(connection, reusable: true)   // cancelled meanwhile: keep it for the next one
+            // Cancelled meanwhile and nobody waits: parking it would let clients that abort at once
+            // make the proxy hold connections (and descriptors) it never used.
+            connection.close()
         }
     }
 

@@ -59,6 +59,10 @@ public enum OriginError: Error, Equatable, CustomStringConvertible {
     case destinationDenied(host: String, address: String)
     /// `host` has no addresses.
     case nameResolution(host: String, message: String)
+    /// Every allowed connection to the origin stayed busy for the connect timeout.
+    case noConnectionAvailable
+    /// The origin answered with something HTTP/1.1 does not allow here (an unrequested upgrade).
+    case protocolViolation(String)
 
     public var description: String {
         switch self {
@@ -68,6 +72,8 @@ public enum OriginError: Error, Equatable, CustomStringConvertible {
         case .shutdown: return "the upstream client is shutting down"
         case .destinationDenied(let host, let address): return "destination \(host) (\(address)) is denied"
         case .nameResolution(let host, let message): return "cannot resolve \(host): \(message)"
+        case .noConnectionAvailable: return "no connection to the origin came free within the connect timeout"
+        case .protocolViolation(let what): return "protocol violation: \(what)"
         }
     }
 }

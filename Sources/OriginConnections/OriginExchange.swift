@@ -136,9 +136,22 @@ public final class OriginExchange {
     // MARK: The connection's side
 
     func connectionReceivedHead(_ head: HTTPResponseHead) {
+        // NIO's decoder drops other 1xx heads. A 101 was never asked for (upgrades are not
+        // forwarded): the connection no longer speaks HTTP, and relaying it would desynchronise the client.
+        guard head.status != .switchingProtocols else {
+            failAndClose(OriginError.protocolViolation("unrequested 101 Switching Protocols"))
+            return
+        }
         responseStarted = true
         responseKeepAlive = head.isKeepAlive
         delegate?.originExchange(self, didReceiveHead: head)
+    }
+
+    private func failAndClose(_ error: any Error) {
+        guard case .active(let connection) = state else { return }
+        state = .finished
+        connection.close()
+        delegate?.originExchange(self, didFail: error)
     }
 
     func connectionReceivedBody(_ buffer: ByteBuffer) {

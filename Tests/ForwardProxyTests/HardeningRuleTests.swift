@@ -17,7 +17,13 @@ struct DestinationPolicyTests {
                    "::ffff:169.254.169.254", "0.0.0.0", "::"] {
             #expect(try denies(policy, ip), "\(ip)")
         }
-        for ip in ["10.0.0.1", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8", "128.0.0.1", "169.255.0.1"] {
+        // IPv6 forms that reach an IPv4 host count as that host: compatible, SIIT, NAT64, 6to4.
+        for ip in ["::127.0.0.1", "::ffff:0:127.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+                   "2002:a9fe:a9fe::1"] {
+            #expect(try denies(policy, ip), "\(ip)")
+        }
+        for ip in ["10.0.0.1", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8", "128.0.0.1", "169.255.0.1", "64:ff9b::808:808",
+                   "2002:808:808::"] {
             #expect(try !denies(policy, ip), "\(ip)")
         }
     }
@@ -40,7 +46,10 @@ struct DestinationPolicyTests {
     @Test("the proxy's own endpoints are denied by address and port, whatever the list")
     func ownEndpoints() throws {
         var policy = try DestinationPolicy(parsing: "169.254.0.0/16")
-        policy.ownEndpoints = [.init(address: [127, 0, 0, 1], port: 8080)]
+        policy.ownEndpoints = [.init(address: [127, 0, 0, 1], port: 8080),
+                               .init(network: try IPNetwork(parsing: "127.0.0.0/8"), port: 8082)]
+        #expect(try denies(policy, "127.9.9.9", port: 8082))
+        #expect(try !denies(policy, "127.9.9.9", port: 8080))
         #expect(try denies(policy, "127.0.0.1", port: 8080))
         #expect(try denies(policy, "0.0.0.0", port: 8080))
         #expect(try denies(policy, "::ffff:127.0.0.1", port: 8080))

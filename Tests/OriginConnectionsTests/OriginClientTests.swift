@@ -48,6 +48,23 @@ struct OriginClientTests {
         }
     }
 
+    @Test("waiting for a busy origin's only connection ends at the connect timeout")
+    func boundedWaitForConnection() async throws {
+        var configuration = OriginClientConfiguration()
+        configuration.connectionsPerOrigin = 1
+        configuration.connectTimeout = .seconds(1)
+        configuration.readTimeout = .seconds(3)   // ends the stalled exchange afterwards
+        try await withClient(configuration) { client, origin, server in
+            let stalled = Task { try await client.fetch(origin, "/stall") }
+            try await waitUntil(timeout: 5, "the stalled request to hold the connection") { server.acceptedConnections == 1 }
+            let started = ContinuousClock.now
+            let error = try await thrownError(OriginError.self) { _ = try await client.fetch(origin, "/small") }
+            #expect(error == .noConnectionAvailable)
+            #expect(ContinuousClock.now - started < .seconds(5))
+            _ = try? await stalled.value
+        }
+    }
+
     @Test("keep-alive connections are reused, also after a HEAD")
     func reuse() async throws {
         try await withClient { client, origin, server in

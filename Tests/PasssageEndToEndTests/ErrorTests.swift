@@ -156,4 +156,42 @@ struct ErrorTests {
             proxy.output.contains("request_id=\(requestID ?? "?") cause=")
         }
     }
+
+    @Test("request framing the proxy will not pass on: other transfer codings get 501, Transfer-Encoding in HTTP/1.0 gets 400")
+    func unsupportedFraming() async throws {
+        let origin = try await TestOriginServer.start()
+        let proxy = try await PasssageProcess.launch()
+        defer { proxy.stop() }
+        try await withTeardown {
+            let gzipped = try rawExchange(port: proxy.port, send: Array(
+                ("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                    + "4\r\nabcd\r\n0\r\n\r\n").utf8))
+            #expect(gzipped.hasPrefix("HTTP/1.1 501"), "\(gzipped)")
+            let old = try rawExchange(port: proxy.port, send: Array(
+                ("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + "4\r\nabcd\r\n0\r\n\r\n").utf8))
+            #expect(old.hasPrefix("HTTP/1.1 400"), "\(old)")
+            #expect(origin.acceptedConnections == 0)
+        } teardown: {
+            await origin.stop()
+        }
+    }
+
+    @Test("an unrequested 101 from the origin is a 502, and the client connection stays in step")
+    func unrequestedUpgrade() async throws {
+        let origin = try await TestOriginServer.start()
+        let proxy = try await PasssageProcess.launch()
+        defer { proxy.stop() }
+        try await withTeardown {
+            let reply = try rawExchange(port: proxy.port, send: Array(
+                ("GET http://127.0.0.1:\(origin.port)/status/101 HTTP/1.1\r\nHost: x\r\n\r\n"
+                    + "GET http://127.0.0.1:\(origin.port)/small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").utf8))
+            #expect(reply.hasPrefix("HTTP/1.1 502"), "\(reply)")
+            #expect(!reply.contains("101 Switching"), "\(reply)")
+            #expect(reply.components(separatedBy: "HTTP/1.1 200 OK").count == 2, "the next response follows: \(reply)")
+            #expect(reply.hasSuffix("ok\n"), "\(reply)")
+        } teardown: {
+            await origin.stop()
+        }
+    }
 }

@@ -83,4 +83,46 @@ struct SlowClientTests {
         #expect(reply.closed)
         #expect(elapsed >= 0.5 && elapsed < 5, "closed after \(elapsed) s")
     }
+
+    @Test("clients that close or reset mid-upload leave no upstream connection and no descriptor behind, and are logged")
+    func abortedUploads() async throws {
+        let origin = try await TestOriginServer.start()
+        let proxy = try await PasssageProcess.launch()
+        defer { proxy.stop() }
+        try await withTeardown {
+            let baseline = try #require(openDescriptors(pid: proxy.pid))
+            let request = "POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+                + String(repeating: "x", count: 5000)
+            for round in 0..<40 {
+                let connection = try RawConnection(port: proxy.port)
+                connection.send(request)
+                if round % 4 == 1 { try await Task.sleep(nanoseconds: 20_000_000) }   // some after the upstream connected
+                if round % 2 == 0 { connection.reset() } else { connection.close() }
+            }
+            try await waitUntil(timeout: 10, "the upstream connections to close") { origin.connectionCount == 0 }
+            try await waitUntil(timeout: 10, "the proxy's descriptors to return to \(baseline)") {
+                (openDescriptors(pid: proxy.pid) ?? .max) <= baseline
+            }
+            try await waitUntil(timeout: 5, "a log line per aborted upload") {
+                proxy.output.split(separator: "\n").filter { $0.contains("/upload ") }.count == 40
+            }
+        } teardown: {
+            await origin.stop()
+        }
+    }
+
+    @Test("a client that stops reading and goes quiet is closed after the idle timeout, its queue and all")
+    func silentNonReader() async throws {
+        let proxy = try await PasssageProcess.launch(["--client-idle-timeout", "2s"])
+        defer { proxy.stop() }
+        let baseline = try #require(openDescriptors(pid: proxy.pid))
+        let connection = try RawConnection(port: proxy.port)
+        let batch = Array(String(repeating: "GET http://mitm.it/ HTTP/1.1\r\nHost: mitm.it\r\n\r\n", count: 2000).utf8)
+        _ = connection.flood(batch, seconds: 1)
+        // Neither reading nor writing now, but holding the socket open.
+        try await waitUntil(timeout: 10, "the proxy to close the connection") {
+            (openDescriptors(pid: proxy.pid) ?? .max) < baseline + 1
+        }
+        connection.close()
+    }
 }

@@ -114,6 +114,11 @@ public final class PeakRSSSampler: Sendable {
     }
 }
 
+/// Open descriptors of a process, from /proc.
+public func openDescriptors(pid: Int32) -> Int? {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+}
+
 /// A free TCP port on 127.0.0.1 that nothing listens on (bound and closed again).
 public func unusedPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

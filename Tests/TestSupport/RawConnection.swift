@@ -17,15 +17,33 @@ public final class RawConnection {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else {
-            close(fd)
+            Foundation.close(fd)
             throw HarnessError("connect to \(port) failed")
         }
         setTimeout(SO_SNDTIMEO, seconds: timeout)
         setTimeout(SO_RCVTIMEO, seconds: timeout)
     }
 
+    private var isClosed = false
+
     deinit {
-        close(fd)
+        if !isClosed { Foundation.close(fd) }
+    }
+
+    /// Closes with a reset (SO_LINGER 0) instead of a FIN, as a crashed or killed client would.
+    public func reset() {
+        guard !isClosed else { return }
+        var option = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+        Foundation.close(fd)
+        isClosed = true
+    }
+
+    /// Closes normally (FIN).
+    public func close() {
+        guard !isClosed else { return }
+        Foundation.close(fd)
+        isClosed = true
     }
 
     private func setTimeout(_ option: Int32, seconds: Double) {
