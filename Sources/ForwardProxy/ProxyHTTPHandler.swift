@@ -243,7 +243,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Maps the request line to a target. Inside a tunnel, the CONNECT authority is the only one:
     /// a request naming another gets 421 (`TunnelRequestTarget`).
     private func resolveTarget(_ head: HTTPRequestHead) throws(RequestTargetError) -> ProxyRequestTarget {
-        if head.headers[canonicalForm: "host"].count > 1 {
+        if Self.hostFieldCount(head.headers) > 1 {
             throw .malformed("more than one Host header")
         }
         guard case .tunnel(let scheme, let authority) = mode, head.method != .CONNECT else {
@@ -252,6 +252,15 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let path = try TunnelRequestTarget.resolve(method: head.method.rawValue, uri: head.uri,
                                                    hostHeader: head.headers.first(name: "host"), tunnel: authority)
         return .absolute(scheme: scheme, authority: authority, pathAndQuery: path)
+    }
+
+    /// How many `Host` fields a request has; counted without allocating, as it runs per request.
+    private static func hostFieldCount(_ headers: HTTPHeaders) -> Int {
+        var count = 0
+        for (name, _) in headers where name.utf8.count == 4 {
+            if name.utf8.elementsEqual("host".utf8, by: { $0 | 0x20 == $1 }) { count += 1 }
+        }
+        return count
     }
 
     /// Request framing the proxy will not pass on (RFC 9112 §6.1): a transfer coding other than

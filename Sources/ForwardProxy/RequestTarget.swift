@@ -171,12 +171,27 @@ public enum TunnelRequestTarget {
         case .authority(let authority):
             throw .misdirected(authority.description)
         }
-        if let hostHeader {
+        if let hostHeader, !namesExactly(hostHeader, tunnel) {
             let named = try Authority.parse(hostHeader, defaultPort: tunnel.port)
             guard named.host == tunnel.host, named.port == tunnel.port else {
                 throw .misdirected(hostHeader)
             }
         }
         return pathAndQuery
+    }
+
+    /// The usual case, `Host` written exactly as the tunnel's lower-case host with or without its
+    /// port, checked without allocating: this runs for every request in a tunnel.
+    private static func namesExactly(_ hostHeader: String, _ tunnel: Authority) -> Bool {
+        guard !tunnel.isIPv6Literal, hostHeader.hasPrefix(tunnel.host) else { return false }
+        let rest = hostHeader.utf8.dropFirst(tunnel.host.utf8.count)
+        guard let colon = rest.first else { return true }
+        guard colon == UInt8(ascii: ":"), rest.count > 1, rest.count <= 6 else { return false }
+        var port = 0
+        for byte in rest.dropFirst() {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return false }
+            port = port * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return port == tunnel.port
     }
 }
