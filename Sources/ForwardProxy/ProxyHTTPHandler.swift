@@ -311,7 +311,9 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The exchange is over and the connection stays: wait for the next request, serve queued ones.
     func becameIdle(context: ChannelHandlerContext) {
         state = .idle
-        headDeadline?.awaitNextHead()
+        if queuedRequests == 0 {
+            headDeadline?.awaitNextHead()   // a queued head is complete already
+        }
         if quiescing, queue.isEmpty {
             state = .closing
             context.close(promise: nil)
@@ -333,6 +335,9 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func resumeReads() {
         guard readsPaused else { return }
         readsPaused = false
+        if bodyTimer != nil {
+            lastBodyRead = .now()   // the pause was the origin's doing, not the client's silence
+        }
         if readPending, let context {
             readPending = false
             context.read()
@@ -373,22 +378,32 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is RequestHeadDeadline.Expired {
-            if case .idle = state, queue.isEmpty {
-                respondLocally(status: .requestTimeout, text: "request headers not received in time",
-                               record: unparsedRequestRecord(), close: true, context: context,
-                               note: "client_header_timeout")
-            }
+            guard case .idle = state, queue.isEmpty else { return }
+            respondLocally(status: .requestTimeout, text: "request headers not received in time",
+                           record: unparsedRequestRecord(), close: true, context: context,
+                           note: "client_header_timeout")
+            // The 408 cannot always go out (a TLS handshake that never finished holds it back):
+            // the connection closes shortly after whatever happened to the answer.
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: RequestHeadDeadline.closeGrace) { channel.close(promise: nil) }
             return
         }
         if event is IdleStateHandler.IdleStateEvent {
+            // Nothing moved either way for the idle timeout.
             switch state {
-            case .idle, .discardingRequestBody, .awaitingConnectEnd:
-                // Also with requests queued: nothing moved either way for the idle timeout, so the
-                // client reads no responses.
+            case .idle, .discardingRequestBody, .awaitingConnectEnd, .closing:
+                // Also with requests queued, or a last response that never flushed: the client
+                // reads nothing.
                 state = .closing
                 context.close(promise: nil)
-            default:
-                break   // a request in flight has its own timeouts
+            case .forwarding(let exchange, let record, _) where !context.channel.isWritable:
+                // The origin is held back for a client that stopped reading: let both go.
+                exchange.cancel()
+                log(record, note: "aborted client_stalled")
+                state = .closing
+                context.close(promise: nil)
+            case .forwarding, .switched:
+                break   // a slow origin has its own timeouts
             }
             return
         }

@@ -5,7 +5,7 @@ import NIOCore
 /// it cannot catch a client sending one byte a second). Sits in front of the HTTP decoder (and, in
 /// a TLS tunnel, in front of the TLS handler, so the handshake counts too); `ProxyHTTPHandler` tells
 /// it when a head arrived and when the connection waits for the next one. On expiry it sends
-/// `Expired` inbound, and `ProxyHTTPHandler` answers 408 and closes.
+/// `Expired` inbound, and `ProxyHTTPHandler`, if it waits for a head, answers 408 and closes.
 final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     typealias InboundOut = NIOAny
@@ -83,10 +83,6 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
             return
         }
         context.fireUserInboundEventTriggered(Expired())
-        // The 408 cannot always go out (a TLS handshake that never finished holds it back):
-        // the connection closes shortly after whatever happened to the answer.
-        let channel = context.channel
-        context.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
     }
 
     private func cancel() {
@@ -94,5 +90,6 @@ final class RequestHeadDeadline: ChannelInboundHandler, RemovableChannelHandler 
         timer = nil
     }
 
+    /// How long `ProxyHTTPHandler` lets its 408 go out before it closes regardless.
     static let closeGrace = TimeAmount.seconds(1)
 }

@@ -21,7 +21,7 @@ enum Splice {
             .connectTimeout(proxy.configuration.upstreamConnectTimeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
         return proxy.destinations.connect(bootstrap, host: authority.host, port: authority.port, resolved: resolved,
-                                          on: eventLoop)
+                                          timeout: proxy.configuration.upstreamConnectTimeout, on: eventLoop)
     }
 }
 

@@ -31,7 +31,8 @@ enum TunnelSwitch {
         if intercept && (!proxy.destinations.policy.isEnabled || authority.host == OnboardingSite.hostName) {
             vetted = eventLoop.makeSucceededFuture(nil)
         } else {
-            vetted = proxy.destinations.resolve(host: authority.host, port: authority.port, on: eventLoop).map { $0 }
+            vetted = proxy.destinations.resolve(host: authority.host, port: authority.port,
+                                                timeout: proxy.configuration.upstreamConnectTimeout, on: eventLoop).map { $0 }
         }
         vetted.assumeIsolated().whenComplete { result in
             guard channel.isActive else { return }
@@ -115,6 +116,9 @@ enum TunnelSwitch {
         }
         if let validator = try? operations.handler(type: NIOHTTPResponseHeadersValidator.self) {
             operations.removeHandler(validator, promise: nil)
+        }
+        if let deadline = try? operations.handler(type: RequestHeadDeadline.self) {
+            operations.removeHandler(deadline, promise: nil)   // the tunnel brings its own
         }
         let handler = try operations.handler(type: ProxyHTTPHandler.self)
         handler.releaseHeldRead()   // the tunnel's handlers take over reading

@@ -13,10 +13,15 @@ import NIOPosix
 public final class DestinationGuard: Sendable {
     private let current: NIOLockedValueBox<DestinationPolicy>
     private let threadPool: NIOThreadPool
+    /// Lookups queued or running; past `maxPendingLookups` new ones fail at once, so a resolver
+    /// that never answers cannot queue up unbounded work (each stuck lookup holds a thread).
+    private let pendingLookups = NIOLockedValueBox(0)
+    private let maxPendingLookups: Int
 
-    public init(policy: DestinationPolicy, threadPool: NIOThreadPool = .singleton) {
+    public init(policy: DestinationPolicy, threadPool: NIOThreadPool = .singleton, maxPendingLookups: Int = 256) {
         self.current = NIOLockedValueBox(policy)
         self.threadPool = threadPool
+        self.maxPendingLookups = maxPendingLookups
     }
 
     /// The policy in force; the listeners' own addresses are added once they are bound.
@@ -28,7 +33,12 @@ public final class DestinationGuard: Sendable {
     /// The addresses of `host`, every one of them allowed; fails with `OriginError.destinationDenied`
     /// if any is denied (a name that also points somewhere private is not trusted half-way), or
     /// `OriginError.nameResolution` if there are none.
-    public func resolve(host: String, port: Int, on eventLoop: EventLoop) -> EventLoopFuture<[SocketAddress]> {
+    /// The lookup itself cannot be cancelled, but the caller stops waiting after `timeout`
+    /// (`OriginError.connectTimeout`: the connect timeout covers name resolution, as it did inside
+    /// NIO's Happy Eyeballs).
+    public func resolve(host: String, port: Int, timeout: TimeAmount, on eventLoop: EventLoop)
+        -> EventLoopFuture<[SocketAddress]>
+    {
         let policy = self.policy
         if IPAddressBytes.parse(host) != nil {
             do {
@@ -38,17 +48,35 @@ public final class DestinationGuard: Sendable {
                 return eventLoop.makeFailedFuture(error)
             }
         }
-        return threadPool.runIfActive(eventLoop: eventLoop) {
-            try Self.vet(try Self.lookUp(host: host, port: port), host: host, policy: policy)
+        let admitted = pendingLookups.withLockedValue { pending in
+            guard pending < maxPendingLookups else { return false }
+            pending += 1
+            return true
         }
+        guard admitted else {
+            return eventLoop.makeFailedFuture(OriginError.nameResolution(host: host, message: "too many lookups in progress"))
+        }
+        let pending = pendingLookups
+        let lookup = threadPool.runIfActive(eventLoop: eventLoop) {
+            defer { pending.withLockedValue { $0 -= 1 } }
+            return try Self.vet(try Self.lookUp(host: host, port: port), host: host, policy: policy)
+        }
+        let answer = eventLoop.makePromise(of: [SocketAddress].self)
+        let timer = eventLoop.scheduleTask(in: timeout) { answer.fail(OriginError.connectTimeout) }
+        lookup.whenComplete { result in
+            timer.cancel()
+            answer.completeWith(result)   // a no-op if the timer already failed it
+        }
+        return answer.futureResult
     }
 
     /// Resolves and vets `host` (unless `resolved` holds addresses this guard already vetted),
     /// then connects with Happy Eyeballs over exactly those addresses.
     public func connect(_ bootstrap: ClientBootstrap, host: String, port: Int, resolved: [SocketAddress]? = nil,
-                        on eventLoop: EventLoop) -> EventLoopFuture<Channel>
+                        timeout: TimeAmount, on eventLoop: EventLoop) -> EventLoopFuture<Channel>
     {
-        let addresses = resolved.map { eventLoop.makeSucceededFuture($0) } ?? resolve(host: host, port: port, on: eventLoop)
+        let addresses = resolved.map { eventLoop.makeSucceededFuture($0) }
+            ?? resolve(host: host, port: port, timeout: timeout, on: eventLoop)
         // Both futures complete on `eventLoop`, where the caller made the (non-Sendable) bootstrap.
         return addresses.assumeIsolated().flatMap { addresses in
             bootstrap.resolver(ResolvedAddresses(addresses: addresses, eventLoop: eventLoop))

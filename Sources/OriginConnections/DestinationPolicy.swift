@@ -55,8 +55,12 @@ public enum DestinationPolicyError: Error, Equatable, CustomStringConvertible {
 /// Which upstream addresses the proxy may connect to. Checked on the addresses a connection
 /// actually uses, after DNS, so a name that resolves to a denied address is denied too.
 public struct DestinationPolicy: Sendable, Equatable {
-    /// Loopback, link-local (which holds the cloud metadata endpoint 169.254.169.254), on both families.
-    public static let defaultDeniedNetworks = ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"]
+    /// Loopback and link-local on both families (link-local holds the metadata endpoint of AWS,
+    /// GCP, Azure and others, 169.254.169.254), plus the metadata endpoints outside those: AWS's
+    /// IPv6 one and Alibaba Cloud's.
+    public static let defaultDeniedNetworks = [
+        "127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32",
+    ]
 
     public var deniedNetworks: [IPNetwork]
     /// The proxy's own listeners (address bytes and port): reaching them would loop or expose the
@@ -107,7 +111,8 @@ public struct DestinationPolicy: Sendable, Equatable {
     public func denies(_ address: SocketAddress) -> Bool {
         guard let bytes = IPAddressBytes.of(address) else { return false }
         let effective = IPAddressBytes.effective(bytes)
-        if deniedNetworks.contains(where: { $0.contains(effective) }) { return true }
+        // Both forms: `::ffff:127.0.0.1` is denied by 127.0.0.0/8, and a 6to4 address by 2002::/16.
+        if deniedNetworks.contains(where: { $0.contains(effective) || $0.contains(bytes) }) { return true }
         if let port = address.port {
             return ownEndpoints.contains { $0.port == port && $0.network.contains(effective) }
         }

@@ -30,8 +30,7 @@ final class LoopPool: @unchecked Sendable {
     func lease(for exchange: OriginExchange, fresh: Bool = false) {
         eventLoop.assertInEventLoop()
         if isShutDown {
-            // Never call back before `startExchange` returns.
-            eventLoop.assumeIsolated().execute { exchange.connectFailed(OriginError.shutdown) }
+            exchange.connectFailed(OriginError.shutdown)   // reported after `startExchange` returns
             return
         }
         let origin = exchange.origin
@@ -42,7 +41,7 @@ final class LoopPool: @unchecked Sendable {
         } else {
             // Waiting for a connection to come free is bounded like connecting is.
             waiting[origin, default: []].append(exchange)
-            eventLoop.assumeIsolated().scheduleTask(in: configuration.connectTimeout) {
+            exchange.waitTimer = eventLoop.assumeIsolated().scheduleTask(in: configuration.connectTimeout) {
                 exchange.connectFailed(OriginError.noConnectionAvailable)
             }
         }
@@ -119,7 +118,8 @@ final class LoopPool: @unchecked Sendable {
                                                          connectTimeout: connectTimeout))
                 }
             }
-        configuration.destinations.connect(bootstrap, host: origin.host, port: origin.port, on: eventLoop)
+        configuration.destinations.connect(bootstrap, host: origin.host, port: origin.port,
+                                           timeout: connectTimeout, on: eventLoop)
             .assumeIsolated()
             .whenComplete { result in
                 switch result {
@@ -127,9 +127,7 @@ final class LoopPool: @unchecked Sendable {
                     self.connected(channel, for: exchange)
                 case .failure(let error):
                     self.connectionClosed(origin)
-                    // A vetting failure can complete at once, inside `startExchange`: never call back
-                    // before it returns.
-                    self.eventLoop.assumeIsolated().execute { exchange.connectFailed(error) }
+                    exchange.connectFailed(error)   // reported after `startExchange` returns
                 }
             }
     }

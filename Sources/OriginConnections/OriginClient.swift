@@ -43,6 +43,7 @@ public final class OriginClient: Sendable {
         }
         let exchange = OriginExchange(origin: origin, head: head, hasBody: hasBody, pool: pool, delegate: delegate)
         pool.lease(for: exchange)
+        exchange.started()
         return exchange
     }
 

@@ -41,6 +41,10 @@ public final class OriginExchange {
     private var responseKeepAlive = true
     private var connectionWasReused = false
     private var retried = false
+    /// Until `startExchange` returns: failures are reported a loop tick later.
+    private var isStarting = true
+    /// Bounds the wait in the pool's queue; cancelled once a connection is attached.
+    var waitTimer: Scheduled<Void>?
 
     init(origin: Origin, head: HTTPRequestHead, hasBody: Bool, pool: LoopPool, delegate: any OriginExchangeDelegate) {
         self.origin = origin
@@ -113,6 +117,8 @@ public final class OriginExchange {
             pool.release(connection, reusable: true)
             return
         }
+        waitTimer?.cancel()
+        waitTimer = nil
         state = .active(connection)
         connectionWasReused = reused
         connection.attach(self)
@@ -128,9 +134,27 @@ public final class OriginExchange {
 
     func connectFailed(_ error: any Error) {
         guard case .waitingForConnection = state else { return }
+        waitTimer?.cancel()
+        waitTimer = nil
         state = .finished
         queued.removeAll()
-        delegate?.originExchange(self, didFail: error)
+        reportFailure(error)
+    }
+
+    /// Tells the delegate, but never inside `startExchange` (a pooled connection the origin had
+    /// reset can fail synchronously as the request is written): the caller has not recorded the
+    /// exchange yet and would drop the news.
+    private func reportFailure(_ error: any Error) {
+        if isStarting {
+            pool.eventLoop.assumeIsolated().execute { self.delegate?.originExchange(self, didFail: error) }
+        } else {
+            delegate?.originExchange(self, didFail: error)
+        }
+    }
+
+    /// `startExchange` has returned to its caller.
+    func started() {
+        isStarting = false
     }
 
     // MARK: The connection's side
@@ -151,7 +175,7 @@ public final class OriginExchange {
         guard case .active(let connection) = state else { return }
         state = .finished
         connection.close()
-        delegate?.originExchange(self, didFail: error)
+        reportFailure(error)
     }
 
     func connectionReceivedBody(_ buffer: ByteBuffer) {
@@ -178,22 +202,23 @@ public final class OriginExchange {
         guard case .active = state else { return }
         if mayRetry(after: error) {
             // A pooled connection the origin had already closed: the request never reached it.
+            // The end goes again if the caller had sent it; otherwise it comes later, as usual.
             retried = true
             state = .waitingForConnection
-            queued = [.end(nil)]
+            queued = requestEnded ? [.end(nil)] : []
             pool.lease(for: self, fresh: true)
             return
         }
         state = .finished
-        delegate?.originExchange(self, didFail: error)
+        reportFailure(error)
     }
 
-    /// Once, on a reused connection, before any response byte, for a complete idempotent request
-    /// without a body (RFC 9110 §9.2.2), and not on a read timeout (the origin may be working on it).
+    /// Once, on a reused connection, before any response byte, for an idempotent request without
+    /// a body (RFC 9110 §9.2.2), and not on a read timeout (the origin may be working on it).
     private func mayRetry(after error: any Error) -> Bool {
-        guard connectionWasReused, !retried, !responseStarted, !hasBody, requestEnded,
-              Self.isIdempotent(head.method)
-        else { return false }
+        guard connectionWasReused, !retried, !responseStarted, !hasBody, Self.isIdempotent(head.method) else {
+            return false
+        }
         return (error as? OriginError) != .readTimeout
     }
 

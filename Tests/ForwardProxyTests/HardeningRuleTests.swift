@@ -14,7 +14,7 @@ struct DestinationPolicyTests {
     func defaultList() throws {
         let policy = DestinationPolicy.defaultPolicy
         for ip in ["127.0.0.1", "127.255.0.9", "::1", "169.254.169.254", "fe80::1", "::ffff:127.0.0.1",
-                   "::ffff:169.254.169.254", "0.0.0.0", "::"] {
+                   "::ffff:169.254.169.254", "0.0.0.0", "::", "fd00:ec2::254", "100.100.100.200"] {
             #expect(try denies(policy, ip), "\(ip)")
         }
         // IPv6 forms that reach an IPv4 host count as that host: compatible, SIIT, NAT64, 6to4.
@@ -38,6 +38,10 @@ struct DestinationPolicyTests {
         #expect(try denies(policy, "2001:db8:ffff::1"))
         #expect(try DestinationPolicy(parsing: "").isEnabled == false)
         #expect(try IPNetwork(parsing: "10.1.2.3/8").description == "10.0.0.0/8")
+        // A list entry matches an address in either form it takes.
+        let sixToFour = try DestinationPolicy(parsing: "2002::/16")
+        #expect(try denies(sixToFour, "2002:a00:1::"))
+        #expect(try denies(policy, "2002:a00:1::"), "10.0.0.1 inside 6to4")
         for bad in ["10.0.0.0/33", "::1/129", "example.com", "10.0.0/8", "10.0.0.0/-1", "10.0.0.0/"] {
             #expect(throws: DestinationPolicyError.self) { try IPNetwork(parsing: bad) }
         }

@@ -31,10 +31,10 @@ struct OriginClientTests {
     func resolution() async throws {
         let guardAll = DestinationGuard(policy: .allowAll)
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let addresses = try await guardAll.resolve(host: "localhost", port: 80, on: loop).get()
+        let addresses = try await guardAll.resolve(host: "localhost", port: 80, timeout: .seconds(10), on: loop).get()
         #expect(addresses.contains { $0.ipAddress == "127.0.0.1" }, "\(addresses)")
         let unknown = try await thrownError(OriginError.self) {
-            _ = try await guardAll.resolve(host: "nowhere.invalid", port: 80, on: loop).get()
+            _ = try await guardAll.resolve(host: "nowhere.invalid", port: 80, timeout: .seconds(10), on: loop).get()
         }
         guard case .nameResolution(host: "nowhere.invalid", _) = unknown else {
             Issue.record("\(unknown)")

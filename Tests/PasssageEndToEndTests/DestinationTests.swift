@@ -15,8 +15,8 @@ struct DestinationTests {
         reply.hasPrefix("HTTP/1.1 ") ? Int(reply.dropFirst(9).prefix(3)) : nil
     }
 
-    private func get(_ url: String, host: String, proxy: PasssageProcess) throws -> String {
-        try rawExchange(port: proxy.port, send: Array("GET \(url) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8),
+    private func get(_ url: String, host: String, proxy: PasssageProcess) async throws -> String {
+        try await rawExchange(port: proxy.port, send: Array("GET \(url) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8),
                         timeout: 10)
     }
 
@@ -37,12 +37,12 @@ struct DestinationTests {
                 ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
             ]
             for (url, host) in denied {
-                let reply = try get(url, host: host, proxy: proxy)
+                let reply = try await get(url, host: host, proxy: proxy)
                 #expect(status(reply) == 403, "\(url): \(reply)")
                 #expect(reply.lowercased().contains("x-request-id:"), "\(url)")
             }
             for target in ["127.0.0.1:\(origin.port)", "localhost:\(origin.port)", "169.254.169.254:443"] {
-                let reply = try rawExchange(port: proxy.port, send: Array("CONNECT \(target) HTTP/1.1\r\nHost: \(target)\r\n\r\n".utf8),
+                let reply = try await rawExchange(port: proxy.port, send: Array("CONNECT \(target) HTTP/1.1\r\nHost: \(target)\r\n\r\n".utf8),
                                             timeout: 10)
                 #expect(status(reply) == 403, "CONNECT \(target): \(reply)")
             }
@@ -62,11 +62,11 @@ struct DestinationTests {
         try await withTeardown {
             let open = try await PasssageProcess.launch(Self.healthOptions(), denyUpstream: "")
             defer { open.stop() }
-            let allowed = try get("http://127.0.0.1:\(origin.port)/small", host: "127.0.0.1", proxy: open)
+            let allowed = try await get("http://127.0.0.1:\(origin.port)/small", host: "127.0.0.1", proxy: open)
             #expect(status(allowed) == 200, "\(allowed)")
-            let health = try get("http://127.0.0.1:\(try #require(open.healthPort))/health", host: "127.0.0.1", proxy: open)
+            let health = try await get("http://127.0.0.1:\(try #require(open.healthPort))/health", host: "127.0.0.1", proxy: open)
             #expect(status(health) == 200, "\(health)")
-            let viaLocalhost = try get("http://localhost:\(origin.port)/small", host: "localhost", proxy: open)
+            let viaLocalhost = try await get("http://localhost:\(origin.port)/small", host: "localhost", proxy: open)
             #expect(status(viaLocalhost) == 200, "\(viaLocalhost)")
 
             let healthPort = try unusedPort()
@@ -74,14 +74,14 @@ struct DestinationTests {
             defer { listed.stop() }   // the tests' list: link-local only
             // A wildcard listener answers on all of loopback: every such address is the proxy itself.
             for host in ["127.0.0.1", "127.0.0.2", "[::ffff:127.1.2.3]"] {
-                let health = try get("http://\(host):\(healthPort)/health", host: host, proxy: listed)
+                let health = try await get("http://\(host):\(healthPort)/health", host: host, proxy: listed)
                 #expect(status(health) == 403, "\(host): \(health)")
             }
-            let ownPort = try get("http://127.0.0.1:\(listed.port)/loop", host: "127.0.0.1", proxy: listed)
+            let ownPort = try await get("http://127.0.0.1:\(listed.port)/loop", host: "127.0.0.1", proxy: listed)
             #expect(status(ownPort) == 403, "\(ownPort)")
-            let metadata = try get("http://169.254.169.254/", host: "169.254.169.254", proxy: listed)
+            let metadata = try await get("http://169.254.169.254/", host: "169.254.169.254", proxy: listed)
             #expect(status(metadata) == 403, "\(metadata)")
-            let fine = try get("http://127.0.0.1:\(origin.port)/small", host: "127.0.0.1", proxy: listed)
+            let fine = try await get("http://127.0.0.1:\(origin.port)/small", host: "127.0.0.1", proxy: listed)
             #expect(status(fine) == 200, "\(fine)")
         } teardown: {
             await origin.stop()
@@ -99,7 +99,7 @@ struct DestinationTests {
                     import socket, ssl, sys
                     proxy_port, tunnel_port, other_port, ca = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
                     def request(raw, sni="localhost", connect="localhost"):
-                        sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=10)
+                        sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
                         sock.sendall(f"CONNECT {connect}:{tunnel_port} HTTP/1.1\\r\\nHost: {connect}:{tunnel_port}\\r\\n\\r\\n".encode())
                         head = b""
                         while b"\\r\\n\\r\\n" not in head:

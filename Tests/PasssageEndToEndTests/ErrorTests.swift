@@ -67,19 +67,19 @@ struct ErrorTests {
         defer { proxy.stop() }
         try await withTeardown {
 
-            let garbage = try rawExchange(port: proxy.port, send: Array("GARBAGE\u{1}\r\n\r\n".utf8))
+            let garbage = try await rawExchange(port: proxy.port, send: Array("GARBAGE\u{1}\r\n\r\n".utf8))
             #expect(garbage.hasPrefix("HTTP/1.1 400"), "\(garbage)")
             #expect(garbage.lowercased().contains("x-request-id:"))
 
             let big = "GET http://127.0.0.1:\(origin.port)/small HTTP/1.1\r\nHost: x\r\nX-Big: "
                 + String(repeating: "a", count: 100 * 1024) + "\r\n\r\n"
-            let oversized = try rawExchange(port: proxy.port, send: Array(big.utf8))
+            let oversized = try await rawExchange(port: proxy.port, send: Array(big.utf8))
             #expect(oversized.hasPrefix("HTTP/1.1 431"), "\(oversized.prefix(200))")
 
-            let badConnect = try rawExchange(port: proxy.port, send: Array("CONNECT not a host:99999 HTTP/1.1\r\n\r\n".utf8))
+            let badConnect = try await rawExchange(port: proxy.port, send: Array("CONNECT not a host:99999 HTTP/1.1\r\n\r\n".utf8))
             #expect(badConnect.hasPrefix("HTTP/1.1 400"), "\(badConnect)")
 
-            let badScheme = try rawExchange(port: proxy.port, send: Array("GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            let badScheme = try await rawExchange(port: proxy.port, send: Array("GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
             #expect(badScheme.hasPrefix("HTTP/1.1 400"), "\(badScheme)")
 
             let stillServing = try await curl(["-x", proxy.proxyURL, "http://127.0.0.1:\(origin.port)/small"])
@@ -110,7 +110,7 @@ struct ErrorTests {
         let proxy = try await PasssageProcess.launch()
         defer { proxy.stop() }
         try await withTeardown {
-            let reply = try rawExchange(port: proxy.port, send: Array(
+            let reply = try await rawExchange(port: proxy.port, send: Array(
                 "GET http://127.0.0.1:\(origin.port)/badchunk HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
             #expect(reply.hasPrefix("HTTP/1.1 502"), "\(reply)")
             #expect(reply.contains("upstream sent a malformed response\nrequest id: "), "\(reply)")
@@ -127,7 +127,7 @@ struct ErrorTests {
         let proxy = try await PasssageProcess.launch()
         defer { proxy.stop() }
         try await withTeardown {
-            let reply = try rawExchange(port: proxy.port, send: Array(
+            let reply = try await rawExchange(port: proxy.port, send: Array(
                 ("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                     + "4\r\nabcd\r\nzz\r\n").utf8))
             #expect(reply.hasPrefix("HTTP/1.1 400"), "\(reply)")
@@ -146,7 +146,7 @@ struct ErrorTests {
         let proxy = try await PasssageProcess.launch()
         defer { proxy.stop() }
         let port = try unusedPort()
-        let reply = try rawExchange(port: proxy.port, send: Array(
+        let reply = try await rawExchange(port: proxy.port, send: Array(
             "GET http://127.0.0.1:\(port)/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
         let (status, requestID) = statusAndRequestID(reply)
         #expect(status == 502)
@@ -163,11 +163,11 @@ struct ErrorTests {
         let proxy = try await PasssageProcess.launch()
         defer { proxy.stop() }
         try await withTeardown {
-            let gzipped = try rawExchange(port: proxy.port, send: Array(
+            let gzipped = try await rawExchange(port: proxy.port, send: Array(
                 ("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
                     + "4\r\nabcd\r\n0\r\n\r\n").utf8))
             #expect(gzipped.hasPrefix("HTTP/1.1 501"), "\(gzipped)")
-            let old = try rawExchange(port: proxy.port, send: Array(
+            let old = try await rawExchange(port: proxy.port, send: Array(
                 ("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                     + "4\r\nabcd\r\n0\r\n\r\n").utf8))
             #expect(old.hasPrefix("HTTP/1.1 400"), "\(old)")
@@ -183,7 +183,7 @@ struct ErrorTests {
         let proxy = try await PasssageProcess.launch()
         defer { proxy.stop() }
         try await withTeardown {
-            let reply = try rawExchange(port: proxy.port, send: Array(
+            let reply = try await rawExchange(port: proxy.port, send: Array(
                 ("GET http://127.0.0.1:\(origin.port)/status/101 HTTP/1.1\r\nHost: x\r\n\r\n"
                     + "GET http://127.0.0.1:\(origin.port)/small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").utf8))
             #expect(reply.hasPrefix("HTTP/1.1 502"), "\(reply)")

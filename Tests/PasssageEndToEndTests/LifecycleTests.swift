@@ -20,7 +20,7 @@ struct LifecycleTests {
             fixture.proxy.signal(SIGTERM)
             // New connections are refused once shutdown begins.
             try await waitUntil(timeout: 10, "the listener to close") {
-                (try? rawExchange(port: fixture.proxy.port, send: [], timeout: 1)) == nil
+                (try? await rawExchange(port: fixture.proxy.port, send: [], timeout: 1)) == nil
             }
             let result = try await download.value
             #expect(result.status == 0, "\(result.stderr)")

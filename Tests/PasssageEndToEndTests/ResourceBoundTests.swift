@@ -18,7 +18,7 @@ struct ResourceBoundTests {
         let sampling = PeakRSSSampler(pid: pid)
         let batch = Array(String(repeating: request, count: 2000).utf8)
         // One connection at a time for 5 s; a closed one (pipelining limit reached) is replaced.
-        let (sent, connections) = try await Task.detached { () -> (Int, Int) in
+        let (sent, connections) = try await onThread { () -> (Int, Int) in
             let deadline = Date().addingTimeInterval(5)
             var sent = 0
             var connections = 0
@@ -28,7 +28,7 @@ struct ResourceBoundTests {
                 sent += connection.flood(batch, seconds: deadline.timeIntervalSinceNow)
             }
             return (sent, connections)
-        }.value
+        }
         let peak = await sampling.stop()
         // The connection is closed now; memory goes back down (allocator caches aside).
         try await waitUntil(timeout: 10, "RSS to return near its baseline") {
@@ -132,7 +132,7 @@ struct ResourceBoundTests {
         #expect(proxy.output.contains("accepting connections failed; backing off"), "\(proxy.output.suffix(2000))")
         held.removeAll()   // closes them all
         try await waitUntil(timeout: 30, "the proxy to serve again") {
-            (try? rawExchange(port: proxy.port, send: Array("GET http://mitm.it/cert/pem HTTP/1.1\r\nHost: mitm.it\r\nConnection: close\r\n\r\n".utf8), timeout: 2))?
+            (try? await rawExchange(port: proxy.port, send: Array("GET http://mitm.it/cert/pem HTTP/1.1\r\nHost: mitm.it\r\nConnection: close\r\n\r\n".utf8), timeout: 2))?
                 .hasPrefix("HTTP/1.1 200") ?? false
         }
     }
@@ -144,11 +144,12 @@ struct ResourceBoundTests {
         #expect(proxy.output.contains("serving at most 16 client connections"), "\(proxy.output)")
         var (cpu, held) = try await holdIdleConnections(40, proxy: proxy)
         #expect(cpu < 0.5, "\(cpu) s of CPU in 5 s")
-        let refused = held.last!.readAll(timeout: 2).text
+        let last = held.last!
+        let refused = try await onThread { last.readAll(timeout: 2).text }
         #expect(refused.hasPrefix("HTTP/1.1 503"), "\(refused)")
         held.removeAll()
         try await waitUntil(timeout: 30, "the proxy to serve again") {
-            (try? rawExchange(port: proxy.port, send: Array("GET http://mitm.it/cert/pem HTTP/1.1\r\nHost: mitm.it\r\nConnection: close\r\n\r\n".utf8), timeout: 2))?
+            (try? await rawExchange(port: proxy.port, send: Array("GET http://mitm.it/cert/pem HTTP/1.1\r\nHost: mitm.it\r\nConnection: close\r\n\r\n".utf8), timeout: 2))?
                 .hasPrefix("HTTP/1.1 200") ?? false
         }
     }

@@ -18,7 +18,7 @@ struct SlowClientTests {
                             + "Content-Length: 100\r\n\r\nab")
             try await waitUntil(timeout: 5, "the upstream connection to open") { origin.connectionCount == 1 }
             let started = Date()
-            let reply = connection.readAll(timeout: 10)
+            let reply = try await onThread { connection.readAll(timeout: 10) }
             let elapsed = Date().timeIntervalSince(started)
             #expect(reply.text.hasPrefix("HTTP/1.1 408"), "\(reply.text)")
             #expect(reply.closed)
@@ -39,11 +39,11 @@ struct SlowClientTests {
         // Three connections at once: two on the listener, one inside a plain-HTTP tunnel.
         let results = try await withThrowingTaskGroup(of: (String, Double).self) { group in
             for tunnel in [false, false, true] {
-                group.addTask {
+                group.addTask { try await onThread {
                     let connection = try RawConnection(port: proxy.port)
                     if tunnel {
                         connection.send("CONNECT mitm.it:80 HTTP/1.1\r\nHost: mitm.it:80\r\n\r\n")
-                        let established = connection.readAll(timeout: 0.5).text
+                        let established = connection.readUntil("\r\n\r\n", timeout: 10)
                         guard established.hasPrefix("HTTP/1.1 200") else { return (established, 0) }
                     }
                     let started = Date()
@@ -56,7 +56,7 @@ struct SlowClientTests {
                         if Date().timeIntervalSince(started) > 10 { break }
                     }
                     return (reply, Date().timeIntervalSince(started))
-                }
+                } }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
@@ -73,12 +73,12 @@ struct SlowClientTests {
         defer { proxy.stop() }
         let connection = try RawConnection(port: proxy.port)
         connection.send("CONNECT mitm.it:443 HTTP/1.1\r\nHost: mitm.it:443\r\n\r\n")
-        let established = connection.readAll(timeout: 0.5).text
+        let established = try await onThread { connection.readUntil("\r\n\r\n", timeout: 10) }
         #expect(established.hasPrefix("HTTP/1.1 200"), "\(established)")
         // The first bytes of a ClientHello record, and nothing more.
         connection.send([0x16, 0x03, 0x01, 0x02, 0x00])
         let started = Date()
-        let reply = connection.readAll(timeout: 10)
+        let reply = try await onThread { connection.readAll(timeout: 10) }
         let elapsed = Date().timeIntervalSince(started)
         #expect(reply.closed)
         #expect(elapsed >= 0.5 && elapsed < 5, "closed after \(elapsed) s")
@@ -103,8 +103,10 @@ struct SlowClientTests {
             try await waitUntil(timeout: 10, "the proxy's descriptors to return to \(baseline)") {
                 (openDescriptors(pid: proxy.pid) ?? .max) <= baseline
             }
+            // Every closed one is logged; a reset one may lose its request in the kernel before
+            // the proxy reads it (then there was no request to log).
             try await waitUntil(timeout: 5, "a log line per aborted upload") {
-                proxy.output.split(separator: "\n").filter { $0.contains("/upload ") }.count == 40
+                (20...40).contains(proxy.output.split(separator: "\n").filter { $0.contains("/upload ") }.count)
             }
         } teardown: {
             await origin.stop()
@@ -118,7 +120,7 @@ struct SlowClientTests {
         let baseline = try #require(openDescriptors(pid: proxy.pid))
         let connection = try RawConnection(port: proxy.port)
         let batch = Array(String(repeating: "GET http://mitm.it/ HTTP/1.1\r\nHost: mitm.it\r\n\r\n", count: 2000).utf8)
-        _ = connection.flood(batch, seconds: 1)
+        _ = try await onThread { connection.flood(batch, seconds: 1) }
         // Neither reading nor writing now, but holding the socket open.
         try await waitUntil(timeout: 10, "the proxy to close the connection") {
             (openDescriptors(pid: proxy.pid) ?? .max) < baseline + 1

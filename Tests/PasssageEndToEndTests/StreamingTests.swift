@@ -84,7 +84,7 @@ struct StreamingTests {
             let requests = "GET \(base)/bytes/300000 HTTP/1.1\r\nHost: x\r\n\r\n"
                 + "GET \(base)/status/201?body=second HTTP/1.1\r\nHost: x\r\n\r\n"
                 + "GET \(base)/headers HTTP/1.1\r\nHost: x\r\nX-Marker: third\r\nConnection: close\r\n\r\n"
-            let reply = try rawExchange(port: proxy.port, send: Array(requests.utf8), timeout: 20)
+            let reply = try await rawExchange(port: proxy.port, send: Array(requests.utf8), timeout: 20)
             let first = try #require(reply.range(of: "HTTP/1.1 200"))
             let second = try #require(reply.range(of: "HTTP/1.1 201"))
             let secondBody = try #require(reply.range(of: "\r\n\r\nsecond"))

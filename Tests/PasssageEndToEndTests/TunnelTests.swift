@@ -29,7 +29,7 @@ struct TunnelTests {
         try await withTeardown {
             let wire = "CONNECT 127.0.0.1:\(origin.port) HTTP/1.1\r\nHost: 127.0.0.1:\(origin.port)\r\n\r\n"
                 + "GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            let reply = try rawExchange(port: proxy.port, send: Array(wire.utf8))
+            let reply = try await rawExchange(port: proxy.port, send: Array(wire.utf8))
             #expect(reply.hasPrefix("HTTP/1.1 200 Connection Established\r\n\r\nHTTP/1.1 200 OK"), "\(reply)")
             #expect(reply.hasSuffix("ok\n"))
         } teardown: {
@@ -44,7 +44,7 @@ struct TunnelTests {
         defer { proxy.stop() }
         try await withTeardown {
             let wire = "CONNECT 127.0.0.1:\(origin.port) HTTP/1.1\r\n\r\n" + "\u{1}not http\r\n\r\n"
-            let reply = try rawExchange(port: proxy.port, send: Array(wire.utf8))
+            let reply = try await rawExchange(port: proxy.port, send: Array(wire.utf8))
             #expect(reply.hasPrefix("HTTP/1.1 200 Connection Established\r\n\r\n"), "\(reply)")
             // The origin's own parser rejects the bytes; passsage would have added X-Request-Id.
             let afterTunnel = reply.dropFirst("HTTP/1.1 200 Connection Established\r\n\r\n".count)
@@ -124,7 +124,7 @@ struct TunnelTests {
         let proxy = try await PasssageProcess.launch(["--client-idle-timeout", "1s"])
         defer { proxy.stop() }
         let started = Date()
-        let reply = try rawExchange(port: proxy.port, send: [], timeout: 20)
+        let reply = try await rawExchange(port: proxy.port, send: [], timeout: 20)
         let elapsed = Date().timeIntervalSince(started)
         #expect(reply.isEmpty)
         #expect(elapsed >= 0.9 && elapsed < 10, "closed after \(elapsed)s")

@@ -59,10 +59,10 @@ public func forceKill(_ process: Process) {
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.
-public func waitUntil(timeout: Double, _ what: String, _ condition: () throws -> Bool) async throws {
+public func waitUntil(timeout: Double, _ what: String, _ condition: () async throws -> Bool) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
-        if try condition() { return }
+        if try await condition() { return }
         try await Task.sleep(nanoseconds: 20_000_000)
     }
     throw HarnessError("timed out after \(timeout)s waiting for \(what)")
@@ -139,10 +139,20 @@ public func unusedPort() throws -> Int {
 
 /// Sends raw bytes to 127.0.0.1:`port` and returns what comes back until the peer closes or
 /// `timeout` seconds pass without data.
-public func rawExchange(port: Int, send bytes: [UInt8], timeout: Int = 5) throws -> String {
-    let connection = try RawConnection(port: port, timeout: Double(timeout))
-    _ = connection.send(bytes)   // the server may answer and close before reading everything
-    return connection.readUntilQuiet(timeout: Double(timeout))
+public func rawExchange(port: Int, send bytes: [UInt8], timeout: Int = 5) async throws -> String {
+    try await onThread {
+        let connection = try RawConnection(port: port, timeout: Double(timeout))
+        _ = connection.send(bytes)   // the server may answer and close before reading everything
+        return connection.readUntilQuiet(timeout: Double(timeout))
+    }
+}
+
+/// Runs blocking work (socket loops, sleeps) on a thread of its own, never on the cooperative
+/// pool: two cores give that pool two threads, and a test blocking them stalls every other suite.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
 }
 
 /// Runs `body`, then `teardown` whether `body` threw or not.

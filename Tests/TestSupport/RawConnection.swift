@@ -2,7 +2,8 @@ import Foundation
 
 /// A plain TCP connection to 127.0.0.1 for tests that misbehave on purpose: write without
 /// reading, trickle bytes, hold a socket open. Every call is bounded by a timeout.
-public final class RawConnection {
+/// Used from one thread at a time (hence unchecked); run its blocking calls with `onThread`.
+public final class RawConnection: @unchecked Sendable {
     public let fd: Int32
 
     /// `timeout` bounds each send and receive call.
@@ -101,6 +102,25 @@ public final class RawConnection {
 }
 
 extension RawConnection {
+    /// Reads until `marker` has arrived (returning everything read), the peer closes, or `timeout`
+    /// seconds pass.
+    public func readUntil(_ marker: String, timeout: Double) -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var received = [UInt8]()
+        var byte = [UInt8](repeating: 0, count: 1)
+        let wanted = Array(marker.utf8)
+        while Date() < deadline, !received.ends(with: wanted) {
+            let n = byte.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 1, 0) }
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                break
+            }
+            received.append(byte[0])
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
     /// Reads until the peer closes, or until one receive waits the whole receive timeout.
     public func readUntilQuiet(timeout: Double) -> String {
         var received = [UInt8]()
@@ -111,6 +131,12 @@ extension RawConnection {
             received += chunk[0..<n]
         }
         return String(decoding: received, as: UTF8.self)
+    }
+}
+
+extension Array where Element: Equatable {
+    fileprivate func ends(with suffix: [Element]) -> Bool {
+        count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
     }
 }
 
