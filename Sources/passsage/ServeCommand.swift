@@ -61,7 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Client connections served at once; more get 503. [PASSSAGE_MAX_CLIENT_CONNECTIONS, default (open-file limit - 64) / 2]")
     var maxClientConnections: Int?
 
-    @Option(name: .customLong("deny-upstream"), help: ArgumentHelp("Upstream networks never connected to, checked after DNS; the proxy's own listeners are added unless empty. An empty value allows everything. [PASSSAGE_DENY_UPSTREAM, default 127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10]", valueName: "CIDR,..."))
+    @Option(name: .customLong("deny-upstream"), help: ArgumentHelp("Upstream networks never connected to, checked after DNS; the proxy's own listeners are added unless empty. An empty value allows everything. [PASSSAGE_DENY_UPSTREAM, default 127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32]", valueName: "CIDR,..."))
     var denyUpstream: String?
 
     @Option(help: "On SIGTERM, how long in-flight requests may finish. [PASSSAGE_SHUTDOWN_GRACE_PERIOD, default 30s]")
