@@ -16,14 +16,16 @@ struct SlowClientTests {
             let connection = try RawConnection(port: proxy.port)
             connection.send("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                             + "Content-Length: 100\r\n\r\nab")
-            try await waitUntil(timeout: 5, "the upstream connection to open") { origin.connectionCount == 1 }
             let started = Date()
             let reply = try await onThread { connection.readAll(timeout: 10) }
             let elapsed = Date().timeIntervalSince(started)
             #expect(reply.text.hasPrefix("HTTP/1.1 408"), "\(reply.text)")
             #expect(reply.closed)
             #expect(elapsed < 5, "answered after \(elapsed) s")
-            try await waitUntil(timeout: 5, "the upstream connection to close") { origin.connectionCount == 0 }
+            // The upstream connection was opened for the request, and is closed now.
+            try await waitUntil(timeout: 5, "the upstream connection to close") {
+                origin.acceptedConnections == 1 && origin.connectionCount == 0
+            }
             try await waitUntil(timeout: 5, "the access-log line") { proxy.output.contains("/upload 408 ") }
             #expect(proxy.output.contains("client_body_timeout"))
         } teardown: {
