@@ -47,6 +47,19 @@ struct DestinationPolicyTests {
         }
     }
 
+    @Test("a wildcard listener's own endpoints cover every loopback address; a bound one only its own")
+    func wildcardListenerEndpoints() throws {
+        var policy = try DestinationPolicy(parsing: "169.254.0.0/16")
+        policy.ownEndpoints = ProxyService.ownEndpoints([try SocketAddress(ipAddress: "0.0.0.0", port: 8082),
+                                                         try SocketAddress(ipAddress: "127.0.0.1", port: 8080)])
+        for ip in ["127.0.0.1", "127.0.0.2", "127.255.1.1", "::1", "::ffff:127.0.0.3", "0.0.0.0"] {
+            #expect(try denies(policy, ip, port: 8082), "\(ip)")
+        }
+        #expect(try denies(policy, "127.0.0.1", port: 8080))
+        #expect(try !denies(policy, "127.0.0.2", port: 8080), "bound to 127.0.0.1 only")
+        #expect(try !denies(policy, "127.0.0.2", port: 9999))
+    }
+
     @Test("the proxy's own endpoints are denied by address and port, whatever the list")
     func ownEndpoints() throws {
         var policy = try DestinationPolicy(parsing: "169.254.0.0/16")
