@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.12.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // CA loading/generation, leaf minting and the leaf cache.
@@ -88,11 +89,19 @@ let package = Package(
             "DownloadPlanning", "StorageCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // xs3lerator's HTTP service: routing, contract headers, responses, graceful shutdown.
+        // The data plane as a library (no HTTP server): accelerator, keyed miss with its sink,
+        // hits, collapsing, revalidation, the disk cache. xs3lerator and passsage both call it.
+        .target(name: "DataPlane", dependencies: nio + [
+            "DownloadEngine", "DownloadPlanning", "StorageCore", "ObjectStore", "ChunkManifest", "MetadataStore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        // xs3lerator's HTTP shell: routing, contract headers, auth, access log, graceful shutdown.
         .target(name: "Xs3leratorService", dependencies: nio + [
-            "DownloadEngine", "DownloadPlanning",
-            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            "DataPlane", "DownloadEngine", "DownloadPlanning", "StorageCore", "ChunkManifest",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -112,7 +121,8 @@ let package = Package(
         ], path: "Benchmarks/BenchTool"),
         // The data plane's CLI only.
         .executableTarget(name: "xs3lerator", dependencies: [
-            "Xs3leratorService", "DownloadEngine", "DownloadPlanning", "CommandLineSupport",
+            "Xs3leratorService", "DataPlane", "DownloadEngine", "DownloadPlanning", "CommandLineSupport",
+            "ObjectStore", "S3ObjectStore", "AWSCore", "MetadataStore", "ChunkManifest",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -157,7 +167,7 @@ let package = Package(
         // Real xs3lerator processes against our origin: downloads, ranges, timeouts, cancellation, memory.
         .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "xs3lerator"]),
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
-        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService"]),
+        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane"]),
         // Metadata-store contract suite: SQLite (two processes on one file) and Elasticsearch (fake).
         .testTarget(name: "MetadataStoreTests", dependencies: nio + [
             "MetadataStore", "FakeElasticsearch", "TestSupport", "sqlite-metadata-writer",

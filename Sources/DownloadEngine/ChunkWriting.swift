@@ -1,6 +1,11 @@
-import AsyncHTTPClient
 import DownloadPlanning
 import NIOCore
+import StorageCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Bytes on their way into one fetch unit (inside one chunk file): gathered up to a piece, then
 /// written at once and recorded, so readers see progress in pieces and the thread pool is not
@@ -31,11 +36,13 @@ struct StagedChunkWrite {
         staging.writeBuffer(&slice)
     }
 
-    /// Writes what is staged and records it on the board.
+    /// Writes what is staged, hashes it if it continues the chunk's in-order prefix, and
+    /// records it on the board (after the hash, so a complete chunk has no hasher out).
     mutating func flush(into download: ChunkedDownload) async throws {
         guard staging.readableBytes > 0 else { return }
         let count = Int64(staging.readableBytes)
         try await download.chunkFile(file).write(staging, at: offset - chunkStart)
+        if download.caching { download.hashInOrder(staging, chunk: file, at: offset - chunkStart) }
         let (chunk, writer) = (self.chunk, self.writer)
         let now = ChunkedDownload.now()
         download.coordinator.update { state in
@@ -54,6 +61,9 @@ extension ChunkedDownload {
         try coordinator.update { state in
             if let file = state.files[index] { return file }
             if let failure = state.failure { throw failure }
+            guard !state.released.contains(index) else {
+                throw FileError(operation: "reopen", path: "chunk file \(index) (released)", errno: EBADF)
+            }
             let file = try TemporaryChunkFile(directory: settings.temporaryDirectory)
             state.files[index] = file
             return file
@@ -62,7 +72,7 @@ extension ChunkedDownload {
 
     /// Writes a range body into chunk `index`, starting at object offset `from`; returns the
     /// offset after the last byte written. More bytes than the chunk holds is an error.
-    func writeBody(_ body: HTTPClientResponse.Body, chunk index: Int, from: Int64, writer: ChunkBoard.Writer,
+    func writeBody(_ body: ByteStream, chunk index: Int, from: Int64, writer: ChunkBoard.Writer,
                    url: String) async throws -> Int64 {
         let end = units.range(of: index).upperBound
         var staged = StagedChunkWrite(unit: index, writer: writer, in: self, offset: from)
@@ -96,7 +106,7 @@ extension ChunkedDownload {
     /// Chunks already done, or not needed, are read past when `skipUnneeded` (else the stream
     /// stops there); a chunk another writer holds stops the stream, at that chunk's boundary.
     /// Returns whether the stream reached the end of the object.
-    func consumeInOrder(_ body: HTTPClientResponse.Body, from start: Int64, url: String, skipUnneeded: Bool) async throws -> Bool {
+    func consumeInOrder(_ body: ByteStream, from start: Int64, url: String, skipUnneeded: Bool) async throws -> Bool {
         var position = start
         var staged: StagedChunkWrite?
         defer { coordinator.update { $0.board.releaseAll(by: .stream) } }
@@ -166,7 +176,7 @@ extension ChunkedDownload {
                 let slot = state.board.slots[index]
                 if state.board.isComplete { return .stop }
                 if slot.writer == .stream || (slot.writer == nil && !slot.isDone && slot.isNeeded) {
-                    guard slot.range.lowerBound < state.readerOffset + readAhead else { return nil }
+                    guard slot.range.lowerBound < state.windowStart + readAhead else { return nil }
                     if slot.writer == nil { _ = state.board.claim(index, by: .stream) }
                     // Hold units ahead too (a chunk's worth, but no more than a fair share of the
                     // download): the first connection is as fast as any worker's, so it is not cut
@@ -174,7 +184,7 @@ extension ChunkedDownload {
                     let share = state.board.order.count / (settings.concurrency + 1)
                     let runway = Swift.max(1, Swift.min(Int(plan.chunkSize / units.chunkSize), share))
                     for next in (index + 1)..<Swift.min(index + 1 + runway, state.board.slots.count)
-                    where state.board.slots[next].range.lowerBound < state.readerOffset + readAhead {
+                    where state.board.slots[next].range.lowerBound < state.windowStart + readAhead {
                         _ = state.board.claim(next, by: .stream)
                     }
                     let resume = state.board.slots[index].resumeOffset
@@ -185,7 +195,7 @@ extension ChunkedDownload {
             }
             if let step { return step }
             try await coordinator.wait { state in
-                state.board.isComplete || state.board.slots[index].range.lowerBound < state.readerOffset + readAhead
+                state.board.isComplete || state.board.slots[index].range.lowerBound < state.windowStart + readAhead
             }
         }
     }

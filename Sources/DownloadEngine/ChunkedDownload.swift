@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import DownloadPlanning
 import NIOConcurrencyHelpers
 import NIOCore
@@ -31,15 +30,25 @@ public final class ChunkedDownload: Sendable {
     let coordinator: DownloadCoordinator
     /// The service-wide cap on range workers; nil for none.
     let budget: WorkerBudget?
+    /// Keyed download: hashes chunks and keeps them for a sink.
+    public let caching: Bool
     private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     /// Builds the download for a 200 `initial` response of `size` bytes, of which the client
     /// wants `span`. `rangesAdvertised` is nil when the origin said nothing about ranges.
+    ///
+    /// `caching`: the whole object is fetched (the client's span first) for a sink that hashes and
+    /// stores each chunk; the fetch window then follows the sink, not the readers, and the
+    /// download outlives its readers (`ChunkRetention`). Otherwise only the chunks `span`
+    /// touches are fetched, for the readers alone.
     public init(size: Int64, span: ClosedRange<Int64>, initialHeaders: HTTPHeaders, request: UpstreamRequest,
-                fetcher: UpstreamFetcher, settings: DownloadSettings, budget: WorkerBudget? = nil, now: Double) {
+                fetcher: UpstreamFetcher, settings: DownloadSettings, budget: WorkerBudget? = nil, now: Double,
+                caching: Bool = false) {
         let plan = ChunkPlan(totalSize: size, preferredChunkSize: settings.chunkSize)
         let units = ChunkPlan(totalSize: size, unitSize: ChunkPlan.fetchUnitSize(chunkSize: plan.chunkSize, rangeSize: settings.rangeSize))
-        let needed = units.chunks(overlapping: span)
+        let wanted = units.chunks(overlapping: span)
+        let needed: ClosedRange<Int>? = caching ? nil : wanted
+        self.caching = caching
         self.plan = plan
         self.units = units
         self.span = span
@@ -55,15 +64,16 @@ public final class ChunkedDownload: Sendable {
         self.rangeRequest = rangeRequest
         let etag = initialHeaders.first(name: "ETag").flatMap { $0.hasPrefix("W/") ? nil : $0 }
         self.validator = (etag, initialHeaders.first(name: "Last-Modified"))
+        let retention = ChunkRetention(plan: plan, sink: caching)
         self.coordinator = DownloadCoordinator(DownloadState(
-            board: ChunkBoard(plan: units, needed: needed, priority: needed),
+            board: ChunkBoard(plan: units, needed: needed, priority: wanted),
             ramp: ConcurrencyRamp(maximum: settings.concurrency, settings: settings.ramp, now: now),
-            readerOffset: span.lowerBound))
+            retention: retention, windowStart: retention.windowStart ?? span.lowerBound))
     }
 
     /// Starts fetching: `initial` is the first response's body (object offset 0). `parallel`
     /// allows range workers (the origin advertised or did not deny ranges).
-    public func start(initial: HTTPClientResponse.Body, parallel: Bool) {
+    public func start(initial: ByteStream, parallel: Bool) {
         let work = Task { await self.run(initial: initial, parallel: parallel) }
         task.withLockedValue { $0 = work }
     }
@@ -81,9 +91,39 @@ public final class ChunkedDownload: Sendable {
     /// Chunk files open right now (for tests and stats).
     public var openChunkFiles: Int { coordinator.read { $0.files.count } }
 
+    /// The download's failure, once it has failed or was stopped.
+    public var failure: (any Error)? { coordinator.read { $0.failure } }
+
+    /// Whether every needed byte has been fetched.
+    public var isComplete: Bool { coordinator.read { $0.board.isComplete } }
+
+    /// Applies a change to who holds which chunk, then moves the window, closes the chunk files
+    /// no one needs any more, and stops the download when nothing holds it.
+    func updateRetention(_ change: (inout ChunkRetention) -> Void) {
+        let unwanted: Bool = coordinator.update { state in
+            change(&state.retention)
+            if let start = state.retention.windowStart { state.windowStart = start }
+            for (index, file) in state.files where !state.retention.mustKeep(index) && isChunkDone(index, state.board) {
+                file.close()
+                state.files[index] = nil
+                state.released.insert(index)
+            }
+            return state.retention.isUnwanted && !state.board.isComplete
+        }
+        if unwanted { finish() }
+    }
+
+    /// Whether every unit of chunk `index` (of `plan`) is written.
+    func isChunkDone(_ index: Int, _ board: ChunkBoard) -> Bool {
+        let range = plan.range(of: index)
+        guard !range.isEmpty else { return true }
+        let first = units.chunk(containing: range.lowerBound), last = units.chunk(containing: range.upperBound - 1)
+        return board.slots[first...last].allSatisfy(\.isDone)
+    }
+
     // MARK: Orchestration
 
-    private func run(initial: HTTPClientResponse.Body, parallel: Bool) async {
+    private func run(initial: ByteStream, parallel: Bool) async {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -135,7 +175,7 @@ public final class ChunkedDownload: Sendable {
             if id > 0, let budget {
                 let ready = coordinator.read { state in
                     !state.board.isComplete && state.rangesUsable == true && state.ramp.admits(worker: id)
-                        && state.board.canClaim(startingBelow: state.readerOffset + readAhead)
+                        && state.board.canClaim(startingBelow: state.windowStart + readAhead)
                 }
                 if ready {
                     try await budget.acquire()
@@ -146,7 +186,7 @@ public final class ChunkedDownload: Sendable {
                 if state.board.isComplete || state.rangesUsable == false { return .exit }
                 // Until the probe has answered, only worker 0 may fetch.
                 guard state.ramp.admits(worker: id), id == 0 || state.rangesUsable == true else { return .waitForAdmission }
-                switch state.board.claimNext(by: writer, startingBelow: state.readerOffset + readAhead) {
+                switch state.board.claimNext(by: writer, startingBelow: state.windowStart + readAhead) {
                 case .chunk(let index): return .fetch(index)
                 case .wait, .none: return .waitForWork
                 }
@@ -170,7 +210,7 @@ public final class ChunkedDownload: Sendable {
             case .waitForWork:
                 try await coordinator.wait { state in
                     state.board.isComplete || state.rangesUsable == false
-                        || state.board.canClaim(startingBelow: state.readerOffset + readAhead)
+                        || state.board.canClaim(startingBelow: state.windowStart + readAhead)
                 }
             case .fetch(let index):
                 defer { if holdsSlot { budget?.release() } }

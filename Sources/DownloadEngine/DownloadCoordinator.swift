@@ -1,19 +1,25 @@
 import DownloadPlanning
 import NIOConcurrencyHelpers
 
-/// What the writers and the reader of one download share.
+/// What the writers, the readers and the sink of one download share.
 struct DownloadState {
     var board: ChunkBoard
     var ramp: ConcurrencyRamp
     /// Set once; every waiter then fails with it.
     var failure: (any Error)?
-    /// The next object offset the reader will hand to the client.
-    var readerOffset: Int64
+    /// Who still needs which chunk file, and where the fetch window starts.
+    var retention: ChunkRetention
+    /// Nothing starting at or past `windowStart + readAhead` is fetched.
+    var windowStart: Int64
     /// nil until the probe has answered.
     var rangesUsable: Bool?
     /// Failed range attempts per chunk.
     var rangeFailures: [Int: Int] = [:]
     var files: [Int: TemporaryChunkFile] = [:]
+    /// Chunk files closed for good: their bytes are only in the stored copy now.
+    var released: Set<Int> = []
+    /// Running SHA-256 of each chunk's in-order prefix (keyed downloads only).
+    var digests: [Int: ChunkDigest] = [:]
 }
 
 /// The state of one download behind a lock, with waiting that cannot miss a wake-up: a

@@ -73,6 +73,11 @@ public final class TemporaryChunkFile: Sendable {
         }
     }
 
+    /// A read-only handle of its own on the same file, valid after this one is closed.
+    public func duplicate() throws -> ReadableFile {
+        try ReadableFile(duplicating: try openDescriptor("duplicate"))
+    }
+
     private func openDescriptor(_ operation: String) throws -> CInt {
         guard let fd = descriptor.withLockedValue({ $0 }) else {
             throw FileError(operation: operation, path: "temporary chunk file (released)", errno: EBADF)

@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import DownloadPlanning
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import StorageCore
 
 /// One request to an origin, with its per-request options.
 public struct UpstreamRequest: Sendable {
@@ -33,7 +35,8 @@ public struct UpstreamRequest: Sendable {
 public struct UpstreamResponse: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
-    public var body: HTTPClientResponse.Body
+    /// Pulled straight from the connection: nothing is read until the consumer asks.
+    public var body: ByteStream
     /// The URL that answered, after any redirects that were followed.
     public var url: String
     /// Redirects followed to get here.
@@ -57,7 +60,7 @@ public struct UpstreamFetcher: Sendable {
             guard current.followRedirects, Self.isRedirect(response.status),
                   let location = response.headers.first(name: "Location"),
                   let next = RedirectLocation.resolve(location, against: current.url) else {
-                return UpstreamResponse(status: response.status, headers: response.headers, body: response.body,
+                return UpstreamResponse(status: response.status, headers: response.headers, body: ByteStream(erasing: response.body),
                                         url: current.url, redirects: hops)
             }
             hops += 1
@@ -81,9 +84,27 @@ public struct UpstreamFetcher: Sendable {
         outgoing.headers = request.headers
         do {
             return try await client.execute(outgoing, deadline: .distantFuture)
+        } catch where Self.isStaleConnection(error) && (request.method == .GET || request.method == .HEAD) {
+            // A pooled connection the origin had closed: one immediate retry, on a new one
+            // (reference §3.4). Nothing of the response had arrived, so nothing is repeated.
+            do {
+                return try await client.execute(outgoing, deadline: .distantFuture)
+            } catch {
+                throw UpstreamError.classify(error, url: request.url, connectTimeout: request.connectTimeout, readTimeout: request.readTimeout)
+            }
         } catch {
             throw UpstreamError.classify(error, url: request.url, connectTimeout: request.connectTimeout, readTimeout: request.readTimeout)
         }
+    }
+
+    /// The errors a keep-alive connection closed by the origin while idle shows before any
+    /// response byte arrives.
+    static func isStaleConnection(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError {
+            return error == .remoteConnectionClosed || error == .writeAfterRequestSent
+        }
+        if let error = error as? IOError { return error.errnoCode == ECONNRESET || error.errnoCode == EPIPE }
+        return false
     }
 
     static func isRedirect(_ status: HTTPResponseStatus) -> Bool {

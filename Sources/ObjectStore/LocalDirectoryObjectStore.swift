@@ -175,6 +175,8 @@ public struct LocalDirectoryObjectStore: ObjectStore {
         case .file(let path, let range):
             let file = try ReadableFile(path: path)
             return file.stream(range: range, threadPool: threadPool)
+        case .openFile(let file, let range):
+            return file.stream(range: range, threadPool: threadPool)
         }
     }
 

@@ -35,6 +35,9 @@ public enum ObjectPayload: Sendable {
     case file(path: String, range: Range<Int64>? = nil)
     /// Buffers already in memory (small objects, chunks held by the caller).
     case buffers([ByteBuffer])
+    /// A range of a file that is already open (an unlinked chunk file, say): streamed from its
+    /// descriptor, never held in memory.
+    case openFile(ReadableFile, range: Range<Int64>)
 
     public static func buffer(_ buffer: ByteBuffer) -> ObjectPayload { .buffers([buffer]) }
 }

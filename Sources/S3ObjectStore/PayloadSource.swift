@@ -37,6 +37,12 @@ struct PayloadSource: Sendable {
                                        message: "\(path) range \(selected) does not hold \(length) bytes (file has \(file.size))")
             }
             return PayloadSource(storage: .file(file, base: selected.lowerBound), threadPool: threadPool)
+        case .openFile(let file, let range):
+            guard range.lowerBound >= 0, range.upperBound <= file.size, Int64(range.count) == length else {
+                throw ObjectStoreError(.other, operation: "PutObject", key: key, code: "IncompleteBody",
+                                       message: "open file range \(range) does not hold \(length) bytes (file has \(file.size))")
+            }
+            return PayloadSource(storage: .file(file, base: range.lowerBound), threadPool: threadPool)
         }
     }
 

@@ -30,6 +30,21 @@ public final class ReadableFile: Sendable {
         self.size = Int64(info.st_size)
     }
 
+    /// A descriptor of its own for an already open file (`dup`): an unlinked temporary file can
+    /// be read this way, and the copy stays valid after the original is closed.
+    public init(duplicating original: CInt) throws {
+        let fd = fcntl(original, F_DUPFD_CLOEXEC, 0)
+        guard fd >= 0 else { throw FileError(operation: "dup", path: "fd \(original)", errno: errno) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let code = errno
+            close(fd)
+            throw FileError(operation: "stat", path: "fd \(original)", errno: code)
+        }
+        self.descriptor = fd
+        self.size = Int64(info.st_size)
+    }
+
     deinit { close(descriptor) }
 
     /// Streams bytes `range` (default: all) in pieces of `pieceSize`, each read on `threadPool`.

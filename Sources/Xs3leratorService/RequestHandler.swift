@@ -1,16 +1,19 @@
-import AsyncHTTPClient
-import DownloadEngine
+import ChunkManifest
+import DataPlane
 import DownloadPlanning
 import Logging
 import NIOCore
 import NIOHTTP1
+import StorageCore
 
-/// Answers one request: `/healthz`, `GET` and `HEAD` of `/<absolute upstream URL>`, 405 for
-/// the rest. The request target is taken raw: `//` is never collapsed, nothing is decoded.
+/// Answers one request: `/healthz` and `/metrics` (always open), then, authenticated when a
+/// token is configured, `GET`/`HEAD /<absolute upstream URL>` through the data plane and `POST`
+/// manifest aliases. It only translates: contract headers into a `DataPlaneRequest`, the
+/// `DataPlaneResponse` onto the connection. The request target is taken raw: `//` is never
+/// collapsed, nothing is decoded.
 struct RequestHandler: Sendable {
     let configuration: Xs3leratorConfiguration
-    let fetcher: UpstreamFetcher
-    let budget: WorkerBudget
+    let dataPlane: DataPlane
     let logger: Logger
 
     enum Outcome {
@@ -21,27 +24,103 @@ struct RequestHandler: Sendable {
     }
 
     func respond(to head: HTTPRequestHead, writer: ResponseWriter) async -> Outcome {
+        let started = ContinuousClock.now
+        let requestID = Self.requestID(head.headers)
+        var log = AccessLog(method: head.method, target: head.uri, requestID: requestID)
+        let outcome: Outcome
         do {
-            switch head.method {
-            case .GET where head.uri == "/healthz", .HEAD where head.uri == "/healthz":
-                try await writer.text(.ok, "ok")
-                return .complete
-            case .GET, .HEAD:
-                guard let url = Self.upstreamURL(head.uri) else {
-                    try await writer.text(.badRequest, "bad request: expected /<absolute http or https URL>, got \(head.uri.prefix(200))\n")
-                    return .complete
-                }
-                let request = upstreamRequest(url: url, head: head)
-                return head.method == .HEAD ? try await relayHead(request, writer: writer) : try await get(request, head: head, writer: writer)
-            default:
-                try await writer.text(.methodNotAllowed, "only GET and HEAD are supported\n", headers: ["Allow": "GET, HEAD"])
-                return .complete
-            }
+            let response = route(head, log: &log)
+            outcome = try await write(await response(), to: writer, log: &log)
         } catch {
             // Writing to the client failed: it went away.
             writer.abort()
+            log.aborted = true
+            outcome = .closeConnection
+        }
+        log.finish(started: started, logger: logger)
+        return outcome
+    }
+
+    /// What to answer, as a deferred call so routing stays synchronous.
+    private func route(_ head: HTTPRequestHead, log: inout AccessLog) -> @Sendable () async -> DataPlaneResponse {
+        let path = head.uri
+        if path == "/healthz", head.method == .GET || head.method == .HEAD {
+            return { Self.text(.ok, "ok") }
+        }
+        if path == "/metrics", head.method == .GET {
+            let metrics = dataPlane.metrics
+            return {
+                DataPlaneResponse(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
+                                  body: ByteStream(buffers: [ByteBuffer(bytes: metrics.render())]))
+            }
+        }
+        let authenticated: Bool
+        if let token = configuration.authToken {
+            guard let given = head.headers.first(name: "X-Xs3lerator-Auth"), Self.constantTimeEqual(given, token) else {
+                return { Self.text(.unauthorized, "unauthorized: missing or wrong X-Xs3lerator-Auth\n", headers: ["WWW-Authenticate": "X-Xs3lerator-Auth"]) }
+            }
+            authenticated = true
+        } else {
+            authenticated = false
+        }
+        let contract = ContractHeaders(head.headers)
+        let dataPlane = self.dataPlane
+        switch head.method {
+        case .GET, .HEAD:
+            guard let url = Self.upstreamURL(path) else {
+                return { Self.text(.badRequest, "bad request: expected /<absolute http or https URL>, got \(path.prefix(200))\n") }
+            }
+            log.target = Self.withoutQuery(url)
+            log.key = contract.cacheKey
+            let request = DataPlaneRequest(
+                url: url, method: head.method, headers: head.headers, range: head.headers.first(name: "Range"),
+                cacheKey: contract.cacheKey, cacheSkip: contract.cacheSkip,
+                manifest: contract.manifest.flatMap { try? ManifestCodec.decodeBase64($0) },
+                ifNoneMatch: contract.ifNoneMatch, ifModifiedSince: contract.ifModifiedSince,
+                staleIfError: contract.staleIfError, backgroundRevalidate: contract.backgroundRevalidate,
+                // Turning verification off is only for callers who proved who they are.
+                tlsSkipVerify: authenticated && contract.tlsSkipVerify, followRedirects: contract.followRedirects,
+                connectTimeout: contract.connectTimeout, readTimeout: contract.readTimeout)
+            return { await dataPlane.serve(request) }
+        case .POST:
+            guard let source = contract.linkManifestSource, let target = contract.linkManifestTarget else {
+                return { Self.text(.badRequest, "bad request: POST needs X-Xs3lerator-Link-Manifest-Source and -Target\n") }
+            }
+            log.key = target
+            return { await dataPlane.linkManifest(source: source, target: target) }
+        default:
+            return { Self.text(.methodNotAllowed, "only GET, HEAD and POST are supported\n", headers: ["Allow": "GET, HEAD, POST"]) }
+        }
+    }
+
+    private func write(_ response: DataPlaneResponse, to writer: ResponseWriter, log: inout AccessLog) async throws -> Outcome {
+        log.status = response.status.code
+        log.cacheHit = response.headers.first(name: "X-Xs3lerator-Cache-Hit")
+        try await writer.head(response.status, response.headers)
+        guard !writer.isHead else {
+            try await writer.end()
+            return .complete
+        }
+        do {
+            for try await piece in response.body {
+                log.bytes += Int64(piece.readableBytes)
+                try await writer.body(piece)
+            }
+        } catch let error as ResponseWriter.ClientGone {
+            throw error
+        } catch {
+            // The body failed after the head went out: close without finishing, so the client
+            // can never take a truncated body for a complete one.
+            logger.warning("response body failed; aborting the connection",
+                           metadata: ["request-id": "\(log.requestID)", "url": "\(log.target)", "error": "\(error)"])
+            writer.abort()
+            log.aborted = true
             return .closeConnection
         }
+        try await writer.end()
+        // Without a length, an HTTP/1.0 client learns the end of the body from the close.
+        let delimitedByClose = writer.version.minor == 0 && response.headers.first(name: "Content-Length") == nil
+        return delimitedByClose ? .closeConnection : .complete
     }
 
     /// The upstream URL in a request target `/<url>`, or nil if it is not an absolute http(s) URL.
@@ -51,145 +130,66 @@ struct RequestHandler: Sendable {
         return RedirectLocation.split(url) == nil ? nil : url
     }
 
-    private func upstreamRequest(url: String, head: HTTPRequestHead) -> UpstreamRequest {
-        let contract = ContractHeaders(head.headers)
-        let readTimeout: Duration? = contract.readTimeout ?? configuration.upstreamReadTimeout
-        return UpstreamRequest(url: url, method: head.method, headers: Xs3HeaderRules.upstreamRequestHeaders(from: head.headers),
-                               tlsSkipVerify: configuration.upstreamTLSSkipVerify || contract.tlsSkipVerify,
-                               connectTimeout: contract.connectTimeout ?? configuration.upstreamConnectTimeout,
-                               readTimeout: readTimeout, followRedirects: contract.followRedirects)
+    static func withoutQuery(_ url: String) -> String {
+        String(url.prefix { $0 != "?" })
     }
 
-    // MARK: HEAD
-
-    private func relayHead(_ request: UpstreamRequest, writer: ResponseWriter) async throws -> Outcome {
-        let response: UpstreamResponse
-        do {
-            response = try await fetcher.send(request)
-        } catch let error as UpstreamError {
-            return try await fail(error, writer: writer)
-        }
-        var headers = Xs3HeaderRules.clientResponseHeaders(from: response.headers, keepFraming: true)
-        addFinalURL(response, to: &headers)
-        try await writer.head(response.status, headers)
-        try await writer.end()
-        return .complete
+    static func text(_ status: HTTPResponseStatus, _ text: String, headers extra: HTTPHeaders = [:]) -> DataPlaneResponse {
+        var headers = extra
+        headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.replaceOrAdd(name: "Content-Length", value: String(text.utf8.count))
+        return DataPlaneResponse(status: status, headers: headers, body: ByteStream(buffers: [ByteBuffer(string: text)]))
     }
 
-    // MARK: GET
-
-    private func get(_ request: UpstreamRequest, head: HTTPRequestHead, writer: ResponseWriter) async throws -> Outcome {
-        let response: UpstreamResponse
-        do {
-            response = try await fetcher.send(request)
-        } catch let error as UpstreamError {
-            return try await fail(error, writer: writer)
+    /// The caller's `X-Request-Id` when it is a short visible-ASCII token, else a new one.
+    static func requestID(_ headers: HTTPHeaders) -> String {
+        if let given = headers.first(name: "X-Request-Id"), (1...64).contains(given.utf8.count),
+           given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            return given
         }
-        let status = response.status.code
-        let size = response.headers.first(name: "Content-Length").flatMap { Int64($0) }
-        let chunked = response.headers[canonicalForm: "transfer-encoding"].contains { $0.lowercased() == "chunked" }
-        if status == 200, let size, size >= 0, !chunked {
-            return try await download(response, size: size, request: request, head: head, writer: writer)
-        }
-        if (300..<400).contains(status) {
-            // Redirects (not followed) and 304s: headers only.
-            var headers = Xs3HeaderRules.clientResponseHeaders(from: response.headers)
-            headers.replaceOrAdd(name: "Content-Length", value: "0")
-            addFinalURL(response, to: &headers)
-            try await writer.head(response.status, headers)
-            try await writer.end()
-            return .complete
-        }
-        // Errors, other 2xx, and bodies of unknown length are relayed as they come.
-        var headers = Xs3HeaderRules.clientResponseHeaders(from: response.headers, keepFraming: !chunked && size != nil)
-        headers.remove(name: "Content-Range")
-        headers.remove(name: "Accept-Ranges")
-        addFinalURL(response, to: &headers)
-        try await writer.head(response.status, headers)
-        let outcome = try await relay(response.body, writer: writer, url: response.url)
-        // Without a length, an HTTP/1.0 client learns the end of the body from the close.
-        let delimitedByClose = head.version.minor == 0 && headers.first(name: "Content-Length") == nil
-        return delimitedByClose ? .closeConnection : outcome
+        let value = UInt64.random(in: 0...UInt64.max)
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
-    private func download(_ response: UpstreamResponse, size: Int64, request: UpstreamRequest, head: HTTPRequestHead,
-                          writer: ResponseWriter) async throws -> Outcome {
-        var headers = Xs3HeaderRules.clientResponseHeaders(from: response.headers)
-        headers.replaceOrAdd(name: "Accept-Ranges", value: "bytes")
-        addFinalURL(response, to: &headers)
-        let span: ClosedRange<Int64>
-        let status: HTTPResponseStatus
-        switch RangeRequest(headerValue: head.headers.first(name: "Range")).resolve(size: size) {
-        case .empty:
-            headers.replaceOrAdd(name: "Content-Length", value: "0")
-            try await writer.head(.ok, headers)
-            try await writer.end()
-            return .complete
-        case .unsatisfiable:
-            headers.replaceOrAdd(name: "Content-Range", value: "bytes */\(size)")
-            try await writer.text(.rangeNotSatisfiable, "range not satisfiable\n", headers: headers)
-            return .complete
-        case .full(let whole):
-            (span, status) = (whole, .ok)
-        case .partial(let part):
-            (span, status) = (part, .partialContent)
-            headers.replaceOrAdd(name: "Content-Range", value: "bytes \(part.lowerBound)-\(part.upperBound)/\(size)")
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let (x, y) = (Array(a.utf8), Array(b.utf8))
+        var difference = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) {
+            difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
         }
-        // Chunk files must be possible before a 200 is promised.
-        do {
-            try TemporaryChunkFile(directory: configuration.download.temporaryDirectory).close()
-        } catch {
-            try await writer.text(.internalServerError, "internal error: temporary directory unavailable: \(error)\n")
-            return .complete
-        }
-        headers.replaceOrAdd(name: "Content-Length", value: String(span.upperBound - span.lowerBound + 1))
-        headers.replaceOrAdd(name: "X-Xs3lerator-Full-Size", value: String(size))
-        let advertised = response.headers.first(name: "Accept-Ranges")?.lowercased()
-        let download = ChunkedDownload(size: size, span: span, initialHeaders: response.headers,
-                                       request: UpstreamRequest(url: response.url, method: .GET, headers: request.headers,
-                                                                tlsSkipVerify: request.tlsSkipVerify,
-                                                                connectTimeout: request.connectTimeout, readTimeout: request.readTimeout),
-                                       fetcher: fetcher, settings: configuration.download, budget: budget,
-                                       now: ChunkedDownload.now())
-        download.start(initial: response.body, parallel: advertised != "none")
-        defer { download.finish() }
-        try await writer.head(status, headers)
-        do {
-            for try await piece in download.body() {
-                try await writer.body(piece)
-            }
-        } catch {
-            logger.warning("download failed after the response started; aborting the connection",
-                           metadata: ["url": "\(response.url)", "error": "\(error)"])
-            writer.abort()
-            return .closeConnection
-        }
-        try await writer.end()
-        return .complete
+        return difference == 0
+    }
+}
+
+/// One line per request, written when it ends. The URL's query is left out: presigned URLs
+/// carry credentials there.
+struct AccessLog {
+    let method: HTTPMethod
+    var target: String
+    let requestID: String
+    var key: String?
+    var status: UInt = 0
+    var bytes: Int64 = 0
+    var cacheHit: String?
+    var aborted = false
+
+    init(method: HTTPMethod, target: String, requestID: String) {
+        self.method = method
+        self.target = RequestHandler.withoutQuery(target)
+        self.requestID = requestID
     }
 
-    /// Streams an upstream body as it comes (error bodies, unknown lengths).
-    private func relay(_ body: HTTPClientResponse.Body, writer: ResponseWriter, url: String) async throws -> Outcome {
-        do {
-            for try await buffer in body {
-                try await writer.body(buffer)
-            }
-        } catch {
-            logger.warning("upstream body failed; aborting the connection", metadata: ["url": "\(url)", "error": "\(error)"])
-            writer.abort()
-            return .closeConnection
-        }
-        try await writer.end()
-        return .complete
-    }
-
-    private func fail(_ error: UpstreamError, writer: ResponseWriter) async throws -> Outcome {
-        let prefix = error.status == .gatewayTimeout ? "upstream timeout" : "upstream error"
-        try await writer.text(error.status, "\(prefix): \(error.kind.rawValue): \(error.url): \(error.message)\n")
-        return .complete
-    }
-
-    private func addFinalURL(_ response: UpstreamResponse, to headers: inout HTTPHeaders) {
-        if response.redirects > 0 { headers.replaceOrAdd(name: "X-Xs3lerator-Final-Url", value: response.url) }
+    func finish(started: ContinuousClock.Instant, logger: Logger) {
+        let elapsed = ContinuousClock.now - started
+        let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        var metadata: Logger.Metadata = [
+            "request-id": "\(requestID)", "method": "\(method.rawValue)", "url": "\(target)", "status": "\(status)",
+            "bytes": "\(bytes)", "ms": "\(milliseconds)",
+        ]
+        if let key { metadata["key"] = "\(key)" }
+        if let cacheHit { metadata["cache-hit"] = "\(cacheHit)" }
+        if aborted { metadata["aborted"] = "true" }
+        logger.info("request", metadata: metadata)
     }
 }

@@ -4,6 +4,11 @@ import NIOHTTP1
 /// Writes one response on a connection, with the writer's backpressure: a body write returns
 /// only when the channel can take more.
 struct ResponseWriter: Sendable {
+    /// Writing failed: the client went away.
+    struct ClientGone: Error {
+        let underlying: any Error
+    }
+
     let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
     let channel: any Channel
     let version: HTTPVersion
@@ -13,26 +18,24 @@ struct ResponseWriter: Sendable {
     func head(_ status: HTTPResponseStatus, _ headers: HTTPHeaders) async throws {
         var headers = headers
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
-        try await outbound.write(.head(HTTPResponseHead(version: version, status: status, headers: headers)))
+        try await send(.head(HTTPResponseHead(version: version, status: status, headers: headers)))
     }
 
     func body(_ buffer: ByteBuffer) async throws {
         guard !isHead, buffer.readableBytes > 0 else { return }
-        try await outbound.write(.body(.byteBuffer(buffer)))
+        try await send(.body(.byteBuffer(buffer)))
     }
 
     func end() async throws {
-        try await outbound.write(.end(nil))
+        try await send(.end(nil))
     }
 
-    /// A complete small response with a plain-text body.
-    func text(_ status: HTTPResponseStatus, _ text: String, headers extra: HTTPHeaders = [:]) async throws {
-        var headers = extra
-        headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
-        headers.replaceOrAdd(name: "Content-Length", value: String(text.utf8.count))
-        try await head(status, headers)
-        try await body(ByteBuffer(string: text))
-        try await end()
+    private func send(_ part: HTTPServerResponsePart) async throws {
+        do {
+            try await outbound.write(part)
+        } catch {
+            throw ClientGone(underlying: error)
+        }
     }
 
     /// Ends the connection without finishing the response, so a client can never take a

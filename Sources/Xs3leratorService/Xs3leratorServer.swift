@@ -1,4 +1,4 @@
-import DownloadEngine
+import DataPlane
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -11,18 +11,20 @@ import ServiceLifecycle
 /// the grace period, then closes what is left.
 public final class Xs3leratorServer: Service, Sendable {
     private let configuration: Xs3leratorConfiguration
-    private let clients: UpstreamClientPool
+    private let eventLoopGroup: any EventLoopGroup
     private let handler: RequestHandler
     private let logger: Logger
-    private let connections = ConnectionRegistry()
+    private let connections: ConnectionRegistry
     private let boundAddress = NIOLockedValueBox<SocketAddress?>(nil)
 
-    public init(configuration: Xs3leratorConfiguration, logger: Logger) {
+    /// Serves `dataPlane` (which the caller owns and shuts down) on `eventLoopGroup`.
+    public init(configuration: Xs3leratorConfiguration, dataPlane: DataPlane, eventLoopGroup: any EventLoopGroup,
+                logger: Logger) {
         self.configuration = configuration
-        self.clients = UpstreamClientPool(connectionsPerHost: max(64, 4 * configuration.download.concurrency))
-        self.handler = RequestHandler(configuration: configuration, fetcher: UpstreamFetcher(clients: clients),
-                                      budget: WorkerBudget(capacity: configuration.maximumRangeWorkers), logger: logger)
+        self.eventLoopGroup = eventLoopGroup
+        self.handler = RequestHandler(configuration: configuration, dataPlane: dataPlane, logger: logger)
         self.logger = logger
+        self.connections = ConnectionRegistry(eventLoopGroup: eventLoopGroup)
     }
 
     /// The listener's address once bound.
@@ -31,7 +33,7 @@ public final class Xs3leratorServer: Service, Sendable {
     public func run() async throws {
         let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
         do {
-            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            server = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -42,7 +44,6 @@ public final class Xs3leratorServer: Service, Sendable {
                     }
                 }
         } catch {
-            await clients.shutdown()
             throw Xs3ListenError(host: configuration.bindHost, port: configuration.port, underlying: error)
         }
         boundAddress.withLockedValue { $0 = server.channel.localAddress }
@@ -64,7 +65,6 @@ public final class Xs3leratorServer: Service, Sendable {
                 connections.beginShutdown(grace: grace, logger: logger)
             }
         }
-        await clients.shutdown()
         logger.notice("stopped")
     }
 
@@ -110,6 +110,11 @@ final class ConnectionRegistry: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    private let eventLoopGroup: any EventLoopGroup
+
+    init(eventLoopGroup: any EventLoopGroup) {
+        self.eventLoopGroup = eventLoopGroup
+    }
 
     func add(_ channel: any Channel) -> Int {
         let (id, closeNow) = state.withLockedValue { state -> (Int, Bool) in
@@ -150,7 +155,7 @@ final class ConnectionRegistry: Sendable {
         }
         for channel in idle { channel.close(promise: nil) }
         let state = self.state
-        MultiThreadedEventLoopGroup.singleton.next().scheduleTask(in: TimeAmount(grace)) {
+        eventLoopGroup.next().scheduleTask(in: TimeAmount(grace)) {
             let remaining = state.withLockedValue { $0.channels.values.map(\.channel) }
             if !remaining.isEmpty { logger.warning("grace period over; closing \(remaining.count) connections") }
             for channel in remaining { channel.close(promise: nil) }

@@ -1,8 +1,10 @@
 import ArgumentParser
 import CommandLineSupport
+import DataPlane
 import DownloadEngine
 import DownloadPlanning
 import Logging
+import NIOPosix
 import ServiceLifecycle
 import Xs3leratorService
 #if canImport(FoundationEssentials)
@@ -24,9 +26,12 @@ struct ByteSizeValue: ExpressibleByArgument {
 struct Xs3leratorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "xs3lerator",
-        abstract: "The Passsage data plane: downloads upstream objects with parallel range requests and streams them to the caller.",
+        abstract: "The Passsage data plane: downloads upstream objects with parallel range requests, streams them to the caller, and caches them as content-addressed chunks.",
         discussion: """
-            GET /<absolute upstream URL> downloads through the engine; HEAD is passed through; GET /healthz answers ok.
+            GET /<absolute upstream URL> downloads through the engine (cached when the caller sends X-Xs3lerator-Cache-Key);
+            HEAD is passed through; POST links a manifest alias; GET /healthz answers ok; GET /metrics gives Prometheus metrics.
+            Storage: with --s3-bucket chunks go to S3, with --elasticsearch-url manifests go to Elasticsearch; without them,
+            both go under --data-dir (a local object directory and SQLite), so the service runs alone.
             Every option can also be set through the environment variable named in its help. Sizes: KiB, MiB, GiB are
             binary (1 MiB = 1,048,576 bytes); k, KB, M, MB, G, GB are decimal (5m = 5,000,000 bytes).
             """,
@@ -69,6 +74,45 @@ struct Xs3leratorCommand: AsyncParsableCommand {
     @Flag(help: "Accelerator only: ignore cache keys, store nothing. [XS3_PASSTHROUGH]")
     var passthrough = false
 
+    @Option(help: "S3 bucket for chunks; without it chunks go under --data-dir. [XS3_S3_BUCKET]")
+    var s3Bucket: String?
+
+    @Option(help: "S3 endpoint for MinIO, LocalStack or moto (path-style). [XS3_S3_ENDPOINT, default AWS]")
+    var s3Endpoint: String?
+
+    @Option(help: "S3 region. [XS3_S3_REGION, default $AWS_REGION or us-east-1]")
+    var s3Region: String?
+
+    @Option(help: "Key prefix of chunk objects; a '/' is added when missing. [XS3_DATA_PREFIX, default data/]")
+    var dataPrefix: String?
+
+    @Option(help: "Local disk cache of chunks in front of S3. [XS3_CACHE_DIR, default none]")
+    var cacheDir: String?
+
+    @Option(help: "Disk cache eviction stops below this usage of its file system, in percent. [XS3_CACHE_LOW_WATERMARK, default 85]")
+    var cacheLowWatermark: Int?
+
+    @Option(help: "Disk cache eviction starts at this usage of its file system, in percent. [XS3_CACHE_HIGH_WATERMARK, default 95]")
+    var cacheHighWatermark: Int?
+
+    @Option(help: "Elasticsearch URL for manifests; without it they go to SQLite under --data-dir. [XS3_ELASTICSEARCH_URL]")
+    var elasticsearchURL: String?
+
+    @Option(help: "Elasticsearch index of the metadata documents. [XS3_ELASTICSEARCH_INDEX, default passsage_meta]")
+    var elasticsearchManifestIndex: String?
+
+    @Option(help: "Directory for the embedded stores (objects/, metadata.sqlite) when S3 or Elasticsearch is not configured. [XS3_DATA_DIR, default ./xs3lerator-data]")
+    var dataDir: String?
+
+    @Option(help: "Chunks a cache hit fetches from S3 ahead of its client. [XS3_HIT_READ_AHEAD, default 8]")
+    var hitReadAhead: Int?
+
+    @Option(help: "Chunk uploads to S3 at once, across all downloads. [XS3_UPLOAD_CONCURRENCY, default 8]")
+    var uploadConcurrency: Int?
+
+    @Option(help: "Callers must send this in X-Xs3lerator-Auth (not /healthz, /metrics); set it in production. [XS3_AUTH_TOKEN]")
+    var authToken: String?
+
     @Option(help: "On SIGTERM, how long in-flight responses may finish. [XS3_SHUTDOWN_GRACE_PERIOD, default 30s]")
     var shutdownGracePeriod: DurationValue?
 
@@ -82,24 +126,47 @@ struct Xs3leratorCommand: AsyncParsableCommand {
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let env = EnvironmentResolver(environment: environment)
-        let configuration = try makeConfiguration(env, environment: environment)
+        var (configuration, dataPlaneConfiguration) = try makeConfiguration(env, environment: environment)
         let verbose = try env.flag(verbose, "XS3_VERBOSE", option: "--verbose")
         LoggingSetup.bootstrap(verbose: verbose)
         let logger = Logger(label: "xs3lerator")
+        let storageOptions = try makeStorageOptions(env, environment: environment, passthrough: dataPlaneConfiguration.passthrough)
+        let storage = try await StorageSetup.open(storageOptions, logger: logger)
+        if let staging = storage.stores?.diskCache?.stagingDirectory, !storageOptions.temporaryDirectoryGiven {
+            // Chunk files next to the disk cache: installing a chunk is then a link, not a copy.
+            dataPlaneConfiguration.download.temporaryDirectory = staging
+        }
+        let download = dataPlaneConfiguration.download
         logger.notice("starting", metadata: [
-            "chunk-size": "\(ByteSize.describe(configuration.download.chunkSize))",
-            "http-concurrency": "\(configuration.download.concurrency)",
-            "range-size": "\(ByteSize.describe(configuration.download.rangeSize))",
-            "read-ahead": "\(ByteSize.describe(configuration.download.readAhead))",
-            "temp-dir": "\(configuration.download.temporaryDirectory)",
+            "chunk-size": "\(ByteSize.describe(download.chunkSize))",
+            "http-concurrency": "\(download.concurrency)",
+            "range-size": "\(ByteSize.describe(download.rangeSize))",
+            "read-ahead": "\(ByteSize.describe(download.readAhead))",
+            "temp-dir": "\(download.temporaryDirectory)",
+            "storage": "\(storage.description)",
+            "auth": "\(configuration.authToken == nil ? "off" : "token")",
         ])
-        let server = Xs3leratorServer(configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint],
-                                                      logger: logger))
-        try await group.run()
+        if configuration.authToken == nil, configuration.bindHost != "127.0.0.1", configuration.bindHost != "::1" {
+            logger.warning("no --auth-token: anyone who reaches \(configuration.bindHost):\(configuration.port) can use this service")
+        }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let dataPlane = DataPlane(configuration: dataPlaneConfiguration, storage: storage.stores, eventLoopGroup: group, logger: logger)
+        let server = Xs3leratorServer(configuration: configuration, dataPlane: dataPlane, eventLoopGroup: group, logger: logger)
+        let services = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                         logger: logger))
+        do {
+            try await services.run()
+        } catch {
+            await dataPlane.shutdown()
+            await storage.close()
+            throw error
+        }
+        await dataPlane.shutdown()
+        await storage.close()
     }
 
-    private func makeConfiguration(_ env: EnvironmentResolver, environment: [String: String]) throws -> Xs3leratorConfiguration {
+    private func makeConfiguration(_ env: EnvironmentResolver, environment: [String: String]) throws
+        -> (Xs3leratorConfiguration, DataPlaneConfiguration) {
         let port = try PortOption.check(try env.value(port, "XS3_PORT", option: "--port") ?? 8080, option: "--port")
         let concurrency = try env.value(httpConcurrency, "XS3_HTTP_CONCURRENCY", option: "--http-concurrency") ?? 8
         guard (1...256).contains(concurrency) else {
@@ -141,13 +208,56 @@ struct Xs3leratorCommand: AsyncParsableCommand {
         }
         let grace = try env.value(shutdownGracePeriod, "XS3_SHUTDOWN_GRACE_PERIOD", option: "--shutdown-grace-period")?.duration
             ?? .seconds(30)
-        return Xs3leratorConfiguration(
+        let hitReadAhead = try env.value(hitReadAhead, "XS3_HIT_READ_AHEAD", option: "--hit-read-ahead") ?? 8
+        guard (1...64).contains(hitReadAhead) else {
+            throw UsageError("invalid value '\(hitReadAhead)' for --hit-read-ahead: expected 1 to 64")
+        }
+        let uploads = try env.value(uploadConcurrency, "XS3_UPLOAD_CONCURRENCY", option: "--upload-concurrency") ?? 8
+        guard (1...256).contains(uploads) else {
+            throw UsageError("invalid value '\(uploads)' for --upload-concurrency: expected 1 to 256")
+        }
+        var token = try env.value(authToken, "XS3_AUTH_TOKEN", option: "--auth-token")
+        if token?.isEmpty == true { token = nil }
+        if let token, !token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            throw UsageError("invalid value for --auth-token: use visible ASCII characters only")
+        }
+        let service = Xs3leratorConfiguration(
             bindHost: try env.value(bindIP, "XS3_BIND_IP", option: "--bind-ip") ?? "0.0.0.0", port: port,
+            shutdownGracePeriod: grace, authToken: token)
+        let dataPlane = DataPlaneConfiguration(
             download: DownloadSettings(chunkSize: chunk, rangeSize: range, concurrency: concurrency, readAhead: readAhead,
                                        temporaryDirectory: temp),
             upstreamTLSSkipVerify: try env.flag(upstreamTLSSkipVerify, "XS3_UPSTREAM_TLS_SKIP_VERIFY", option: "--upstream-tls-skip-verify"),
             upstreamConnectTimeout: connect, upstreamReadTimeout: read,
             passthrough: try env.flag(passthrough, "XS3_PASSTHROUGH", option: "--passthrough"),
-            shutdownGracePeriod: grace, maximumRangeWorkers: maximumWorkers)
+            maximumRangeWorkers: maximumWorkers, hitReadAhead: hitReadAhead, uploadConcurrency: uploads)
+        return (service, dataPlane)
+    }
+
+    private func makeStorageOptions(_ env: EnvironmentResolver, environment: [String: String], passthrough: Bool) throws -> StorageOptions {
+        var options = StorageOptions()
+        options.passthrough = passthrough
+        options.temporaryDirectoryGiven = try env.value(tempDir, "XS3_TEMP_DIR", option: "--temp-dir") != nil
+        options.bucket = try env.value(s3Bucket, "XS3_S3_BUCKET", option: "--s3-bucket").flatMap { $0.isEmpty ? nil : $0 }
+        options.endpoint = try env.value(s3Endpoint, "XS3_S3_ENDPOINT", option: "--s3-endpoint").flatMap { $0.isEmpty ? nil : $0 }
+        options.region = try env.value(s3Region, "XS3_S3_REGION", option: "--s3-region")
+            ?? environment["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 } ?? "us-east-1"
+        options.dataPrefix = try env.value(dataPrefix, "XS3_DATA_PREFIX", option: "--data-prefix") ?? "data/"
+        options.cacheDirectory = try env.value(cacheDir, "XS3_CACHE_DIR", option: "--cache-dir").flatMap { $0.isEmpty ? nil : $0 }
+        options.lowWatermark = try env.value(cacheLowWatermark, "XS3_CACHE_LOW_WATERMARK", option: "--cache-low-watermark") ?? 85
+        options.highWatermark = try env.value(cacheHighWatermark, "XS3_CACHE_HIGH_WATERMARK", option: "--cache-high-watermark") ?? 95
+        guard (1...100).contains(options.highWatermark), (0..<options.highWatermark).contains(options.lowWatermark) else {
+            throw UsageError("invalid watermarks \(options.lowWatermark)/\(options.highWatermark): expected 0 ≤ --cache-low-watermark < --cache-high-watermark ≤ 100")
+        }
+        options.elasticsearchURL = try env.value(elasticsearchURL, "XS3_ELASTICSEARCH_URL", option: "--elasticsearch-url")
+            .flatMap { $0.isEmpty ? nil : $0 }
+        options.elasticsearchIndex = try env.value(elasticsearchManifestIndex, "XS3_ELASTICSEARCH_INDEX", option: "--elasticsearch-manifest-index")
+            ?? "passsage_meta"
+        if passthrough, options.elasticsearchURL != nil || options.bucket != nil {
+            throw UsageError("--passthrough stores nothing: it cannot be combined with --s3-bucket or --elasticsearch-url")
+        }
+        options.dataDirectory = try env.value(dataDir, "XS3_DATA_DIR", option: "--data-dir") ?? "xs3lerator-data"
+        options.environment = environment
+        return options
     }
 }

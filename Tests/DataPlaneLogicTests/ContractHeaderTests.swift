@@ -1,5 +1,6 @@
 import NIOHTTP1
 import Testing
+import DataPlane
 import Xs3leratorService
 
 @Suite("xs3lerator contract headers")
@@ -47,8 +48,13 @@ struct ContractHeaderTests {
             ("User-Agent", "pip/24"), ("Accept-Encoding", "gzip"), ("Authorization", "Bearer t"), ("If-None-Match", "\"e\""),
             ("Cookie", "a=1"), ("Cookie", "b=2"),
         ])
-        let upstream = Xs3HeaderRules.upstreamRequestHeaders(from: client)
+        let upstream = DataPlaneHeaders.upstreamRequestHeaders(from: client)
         #expect(upstream.map(\.name) == ["User-Agent", "Accept-Encoding", "Authorization", "If-None-Match", "Cookie", "Cookie"])
+        // Keyed: the client's conditionals never go upstream (only the cached entry's validators do).
+        var conditional = client
+        conditional.add(contentsOf: [("If-Modified-Since", "x"), ("If-Range", "\"e\"")])
+        let keyed = DataPlaneHeaders.upstreamRequestHeaders(from: conditional, keyed: true)
+        #expect(keyed.map(\.name) == ["User-Agent", "Accept-Encoding", "Authorization", "Cookie", "Cookie"])
     }
 
     @Test func clientResponseHeadersLoseFramingUnlessKept() {
@@ -57,8 +63,8 @@ struct ContractHeaderTests {
             ("Accept-Ranges", "none"), ("Transfer-Encoding", "chunked"), ("Connection", "close"),
             ("X-Xs3lerator-Cache-Hit", "true"), ("ETag", "\"e\""), ("Content-Encoding", "gzip"),
         ])
-        #expect(Xs3HeaderRules.clientResponseHeaders(from: upstream).map(\.name) == ["Content-Type", "ETag", "Content-Encoding"])
-        #expect(Xs3HeaderRules.clientResponseHeaders(from: upstream, keepFraming: true).map(\.name)
+        #expect(DataPlaneHeaders.clientResponseHeaders(from: upstream).map(\.name) == ["Content-Type", "ETag", "Content-Encoding"])
+        #expect(DataPlaneHeaders.clientResponseHeaders(from: upstream, keepFraming: true).map(\.name)
             == ["Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Content-Encoding"])
     }
 }

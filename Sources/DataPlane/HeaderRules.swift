@@ -1,7 +1,15 @@
 import NIOHTTP1
 
 /// Which headers cross the data plane, in each direction (reference §3.4–3.5).
-public enum Xs3HeaderRules {
+public enum DataPlaneHeaders {
+    /// Every contract header starts with this (lower case).
+    public static let contractPrefix = "x-xs3lerator-"
+
+    /// Request conditionals. On keyed GETs the client's never go upstream: the data plane asks
+    /// conditionally only with the validators it was given for its cached entry, or an origin
+    /// could answer 304 for something that is not cached.
+    static let conditionals: Set<String> = ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"]
+
     /// Hop-by-hop headers (RFC 9110 §7.6.1) and their relatives.
     static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
@@ -12,13 +20,14 @@ public enum Xs3HeaderRules {
     /// (including those named in `Connection`), no `Host` (set from the URL), no `Range` (the
     /// data plane asks for its own ranges), no `Content-Length` (GET and HEAD carry no body).
     /// Values that are not visible ASCII are dropped.
-    public static func upstreamRequestHeaders(from client: HTTPHeaders) -> HTTPHeaders {
+    public static func upstreamRequestHeaders(from client: HTTPHeaders, keyed: Bool = false) -> HTTPHeaders {
         let named = Set(client[canonicalForm: "connection"].map { $0.lowercased() })
         var result = HTTPHeaders()
         for (name, value) in client {
             let lower = name.lowercased()
-            if lower.hasPrefix(ContractHeaders.prefix) || hopByHop.contains(lower) || named.contains(lower)
-                || lower == "host" || lower == "range" || lower == "content-length" || lower == "expect" {
+            if lower.hasPrefix(DataPlaneHeaders.contractPrefix) || hopByHop.contains(lower) || named.contains(lower)
+                || lower == "host" || lower == "range" || lower == "content-length" || lower == "expect"
+                || (keyed && conditionals.contains(lower)) {
                 continue
             }
             guard value.utf8.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else { continue }
@@ -35,7 +44,7 @@ public enum Xs3HeaderRules {
         var result = HTTPHeaders()
         for (name, value) in upstream {
             let lower = name.lowercased()
-            if lower.hasPrefix(ContractHeaders.prefix) || hopByHop.contains(lower) || named.contains(lower)
+            if lower.hasPrefix(DataPlaneHeaders.contractPrefix) || hopByHop.contains(lower) || named.contains(lower)
                 || (!keepFraming && (lower == "content-range" || lower == "accept-ranges" || lower == "content-length")) {
                 continue
             }

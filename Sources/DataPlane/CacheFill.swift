@@ -1,0 +1,120 @@
+import ChunkManifest
+import DownloadEngine
+import Logging
+import MetadataStore
+import NIOConcurrencyHelpers
+import NIOHTTP1
+import StorageCore
+
+/// One keyed download being cached: the engine's download, shared by every request for the key
+/// while it runs, and its sink, which hashes each completed chunk, stores it under its SHA-256,
+/// and writes the manifest last, only once every chunk is stored. A failure anywhere writes no
+/// manifest; the readers still get their bytes from the download's files.
+final class CacheFill: Sendable, StoredChunkSource {
+    enum Outcome: Sendable {
+        case cached(Manifest)
+        case failed(String)
+    }
+
+    let key: String
+    let download: ChunkedDownload
+    /// The upstream's response headers, filtered, without framing: every reader's response
+    /// starts from them.
+    let headers: HTTPHeaders
+    let size: Int64
+    private let chunks: ChunkStore
+    private let ids: NIOLockedValueBox<[ChunkID?]>
+    private let outcome = Completion<Outcome>()
+    private let storeFailure = NIOLockedValueBox<String?>(nil)
+
+    init(key: String, download: ChunkedDownload, headers: HTTPHeaders, chunks: ChunkStore) {
+        self.key = key
+        self.download = download
+        self.headers = headers
+        self.size = download.plan.totalSize
+        self.chunks = chunks
+        self.ids = NIOLockedValueBox(Array(repeating: nil, count: download.plan.count))
+    }
+
+    /// Waits for the manifest to be written (or for the fill to fail).
+    func finished() async -> Outcome { await outcome.value }
+
+    /// The sink: stores chunks as they complete (uploads bounded by the store's limiter), then
+    /// writes the manifest into `metadata`. Runs until the whole object is cached or failed.
+    func runSink(metadata: any MetadataStore, logger: Logger) async {
+        let plan = download.plan
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<plan.count {
+                    let chunk = try await download.completedChunk(index)
+                    group.addTask {
+                        let id: ChunkID
+                        do {
+                            id = try await self.chunks.store(chunk)
+                        } catch {
+                            self.storeFailure.withLockedValue { if $0 == nil { $0 = "\(error)" } }
+                            // Stops the loop above at once: it waits on the sink's state too.
+                            self.download.abandonSink()
+                            throw error
+                        }
+                        self.ids.withLockedValue { $0[index] = id }
+                        self.download.markStored(index)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let stored = ids.withLockedValue { $0.compactMap { $0 } }
+            let manifest = try Manifest(chunkSize: plan.chunkSize, totalSize: plan.totalSize, chunks: stored)
+            try await metadata.upsert(key, fields: ["manifest_b64": .string(ManifestCodec.encodeBase64(manifest))])
+            logger.debug("cached", metadata: ["key": "\(key)", "size": "\(plan.totalSize)", "chunks": "\(stored.count)"])
+            outcome.complete(.cached(manifest))
+        } catch {
+            download.abandonSink()
+            let reason = storeFailure.withLockedValue { $0 } ?? "\(error)"
+            logger.warning("not cached: no manifest written", metadata: ["key": "\(key)", "error": "\(reason)"])
+            outcome.complete(.failed(reason))
+        }
+    }
+
+    // MARK: StoredChunkSource
+
+    /// A reader behind the download's files reads the stored copy, verified.
+    func read(chunk index: Int, range: Range<Int64>) async throws -> ByteStream {
+        guard let id = ids.withLockedValue({ $0[index] }) else {
+            throw ChunkUnavailable(kind: .missing, chunk: "#\(index) of \(key)", detail: "released before it was stored")
+        }
+        let (file, _) = try await chunks.open(id, length: download.plan.length(of: index))
+        return file.stream(range: range)
+    }
+}
+
+/// A value set once, awaited by any number of tasks.
+final class Completion<Value: Sendable>: Sendable {
+    private let state = NIOLockedValueBox<(value: Value?, waiters: [CheckedContinuation<Value, Never>])>((nil, []))
+
+    func complete(_ value: Value) {
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Value, Never>] in
+            guard state.value == nil else { return [] }
+            state.value = value
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: value) }
+    }
+
+    var value: Value {
+        get async {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLockedValue { state -> Value? in
+                    if let value = state.value { return value }
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        }
+    }
+
+    /// The value if it is set, without waiting.
+    var current: Value? { state.withLockedValue { $0.value } }
+}

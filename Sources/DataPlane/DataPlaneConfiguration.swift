@@ -1,0 +1,55 @@
+import DownloadEngine
+import MetadataStore
+import ObjectStore
+
+/// How the data plane works: the engine's knobs and the cache's.
+public struct DataPlaneConfiguration: Sendable {
+    public var download: DownloadSettings
+    /// Accept any upstream certificate, for every request.
+    public var upstreamTLSSkipVerify: Bool
+    public var upstreamConnectTimeout: Duration
+    /// Longest silence from upstream while a response is expected; nil for none.
+    public var upstreamReadTimeout: Duration?
+    /// Accelerator only: cache keys are ignored and nothing is stored.
+    public var passthrough: Bool
+    /// Range workers fetching at once across all downloads (each download's first stream and
+    /// probe come on top). Bounds memory whatever the number of clients.
+    public var maximumRangeWorkers: Int
+    /// Chunks a hit fetches from the object store ahead of its client (each into a temporary
+    /// file, never memory): per-connection bandwidth caps multiply by this.
+    public var hitReadAhead: Int
+    /// Chunk uploads to the object store at once, across all downloads.
+    public var uploadConcurrency: Int
+    /// How long a manifest alias waits for its source's download to finish.
+    public var linkWaitTimeout: Duration
+
+    public init(download: DownloadSettings, upstreamTLSSkipVerify: Bool = false, upstreamConnectTimeout: Duration = .seconds(30),
+                upstreamReadTimeout: Duration? = .seconds(300), passthrough: Bool = false, maximumRangeWorkers: Int = 16,
+                hitReadAhead: Int = 8, uploadConcurrency: Int = 8, linkWaitTimeout: Duration = .seconds(60)) {
+        self.download = download
+        self.upstreamTLSSkipVerify = upstreamTLSSkipVerify
+        self.upstreamConnectTimeout = upstreamConnectTimeout
+        self.upstreamReadTimeout = upstreamReadTimeout
+        self.passthrough = passthrough
+        self.maximumRangeWorkers = maximumRangeWorkers
+        self.hitReadAhead = hitReadAhead
+        self.uploadConcurrency = uploadConcurrency
+        self.linkWaitTimeout = linkWaitTimeout
+    }
+}
+
+/// Where the cache lives: chunks in an object store (and optionally a local disk cache in front
+/// of it), manifests in a metadata store. Without it the data plane only accelerates.
+public struct DataPlaneStorage: Sendable {
+    public var objects: any ObjectStore
+    public var layout: ChunkKeyLayout
+    public var metadata: any MetadataStore
+    public var diskCache: DiskCache?
+
+    public init(objects: any ObjectStore, layout: ChunkKeyLayout, metadata: any MetadataStore, diskCache: DiskCache? = nil) {
+        self.objects = objects
+        self.layout = layout
+        self.metadata = metadata
+        self.diskCache = diskCache
+    }
+}

@@ -1,0 +1,85 @@
+import ChunkManifest
+import NIOCore
+import NIOHTTP1
+import StorageCore
+
+/// One request to the data plane, as a value: what the `X-Xs3lerator-*` contract headers carry
+/// (reference §3.3), already parsed and already trusted. The HTTP shell builds it from a request;
+/// passsage's embedded mode builds it directly.
+public struct DataPlaneRequest: Sendable {
+    /// The absolute http(s) URL to fetch.
+    public var url: String
+    /// `.GET` or `.HEAD`.
+    public var method: HTTPMethod
+    /// The client's headers. The data plane removes what must not go upstream itself: contract
+    /// and hop-by-hop headers, `Host`, `Range`, and on keyed GETs the client's conditionals.
+    public var headers: HTTPHeaders
+    /// The client's `Range` header value, answered by the data plane (never sent upstream).
+    public var range: String?
+    /// Enables the cache: the metadata document id, and the key downloads are shared under.
+    public var cacheKey: String?
+    /// Go upstream even if cached, and store the result.
+    public var cacheSkip: Bool
+    /// The entry's manifest as the caller has it; saves a metadata lookup.
+    public var manifest: Manifest?
+    /// Validators of the cached entry: a keyed GET with either revalidates it upstream.
+    public var ifNoneMatch: String?
+    public var ifModifiedSince: String?
+    /// Serve the cached entry when revalidating fails (5xx, refused, timeout).
+    public var staleIfError: Bool
+    /// Serve the cached entry at once and revalidate in the background.
+    public var backgroundRevalidate: Bool
+    /// Accept any upstream certificate. Only for trusted callers.
+    public var tlsSkipVerify: Bool
+    public var followRedirects: Bool
+    /// nil: the configured default.
+    public var connectTimeout: Duration?
+    /// nil: the configured default; `.some(nil)`: no read timeout.
+    public var readTimeout: Duration??
+
+    public init(url: String, method: HTTPMethod = .GET, headers: HTTPHeaders = [:], range: String? = nil,
+                cacheKey: String? = nil, cacheSkip: Bool = false, manifest: Manifest? = nil,
+                ifNoneMatch: String? = nil, ifModifiedSince: String? = nil, staleIfError: Bool = false,
+                backgroundRevalidate: Bool = false, tlsSkipVerify: Bool = false, followRedirects: Bool = false,
+                connectTimeout: Duration? = nil, readTimeout: Duration?? = nil) {
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.range = range
+        self.cacheKey = cacheKey
+        self.cacheSkip = cacheSkip
+        self.manifest = manifest
+        self.ifNoneMatch = ifNoneMatch
+        self.ifModifiedSince = ifModifiedSince
+        self.staleIfError = staleIfError
+        self.backgroundRevalidate = backgroundRevalidate
+        self.tlsSkipVerify = tlsSkipVerify
+        self.followRedirects = followRedirects
+        self.connectTimeout = connectTimeout
+        self.readTimeout = readTimeout
+    }
+}
+
+/// The data plane's answer. `body` is pulled: nothing is read ahead of the consumer beyond the
+/// configured read-ahead. When `Content-Length` is set the body has exactly that many bytes or
+/// throws; a consumer that sees it throw must abort its connection, never finish the response.
+/// Dropping the body before its end releases everything it holds.
+public struct DataPlaneResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var headers: HTTPHeaders
+    public var body: ByteStream
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteStream = .empty) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A small plain-text answer of the data plane's own (`<kind>: <message>`).
+    static func text(_ status: HTTPResponseStatus, _ text: String, headers extra: HTTPHeaders = [:]) -> DataPlaneResponse {
+        var headers = extra
+        headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.replaceOrAdd(name: "Content-Length", value: String(text.utf8.count))
+        return DataPlaneResponse(status: status, headers: headers, body: ByteStream(buffers: [ByteBuffer(string: text)]))
+    }
+}

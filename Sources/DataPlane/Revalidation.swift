@@ -1,0 +1,129 @@
+import ChunkManifest
+import DownloadEngine
+import MetadataStore
+import NIOCore
+import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Revalidating a cached entry (reference §6), with either validator.
+extension DataPlane {
+    /// A conditional GET upstream with the entry's validators: 304 serves the cache
+    /// (`X-Xs3lerator-Revalidated: true`), a 200 replaces the entry, and with Stale-If-Error an
+    /// upstream failure (5xx, refused, timeout) serves the cache (`stale-error`).
+    func revalidate(_ request: DataPlaneRequest, key: String) async -> DataPlaneResponse {
+        if request.backgroundRevalidate { return await revalidateInBackground(request, key: key) }
+        let upstream = upstreamRequest(request, keyed: true, validators: (request.ifNoneMatch, request.ifModifiedSince))
+        let response: UpstreamResponse
+        do {
+            response = try await fetcher.send(upstream)
+        } catch {
+            if request.staleIfError, let stale = await serveCached(request, key: key, revalidated: "stale-error") {
+                metrics.revalidated(.staleOnError)
+                return stale
+            }
+            metrics.revalidated(.failed)
+            return failure(classify(error, upstream), keyed: true)
+        }
+        if response.status == .notModified {
+            if let cached = await serveCached(request, key: key, revalidated: "true") {
+                metrics.revalidated(.notModified)
+                return cached
+            }
+            // Nothing usable is cached after all: fetch it unconditionally.
+            return await miss(request, key: key)
+        }
+        if response.status.code >= 500, request.staleIfError,
+           let stale = await serveCached(request, key: key, revalidated: "stale-error") {
+            metrics.revalidated(.staleOnError)
+            return stale
+        }
+        metrics.revalidated(response.status == .ok ? .modified : .failed)
+        // A 200 replaces the entry; the range requests of its download carry no conditionals.
+        return await store(response, request: request, key: key, upstream: upstream, registered: false)
+    }
+
+    private func serveCached(_ request: DataPlaneRequest, key: String, revalidated: String) async -> DataPlaneResponse? {
+        guard case .served(let response) = await hit(request, key: key, extraHeaders: ["X-Xs3lerator-Revalidated": revalidated]) else {
+            return nil
+        }
+        return response
+    }
+
+    /// Serves the cache at once and revalidates it in the background, once per key however many
+    /// requests ask meanwhile. With nothing cached it fetches now (the original answered 404).
+    private func revalidateInBackground(_ request: DataPlaneRequest, key: String) async -> DataPlaneResponse {
+        guard case .served(let response) = await hit(request, key: key,
+                                                     extraHeaders: ["X-Xs3lerator-Background-Revalidate": "accepted"]) else {
+            return await miss(request, key: key)
+        }
+        guard revalidating.withLockedValue({ $0.insert(key).inserted }) else { return response }
+        var refreshRequest = request
+        refreshRequest.range = nil
+        let refresh = refreshRequest
+        background.run { [self] in
+            await refreshInBackground(refresh, key: key)
+            _ = revalidating.withLockedValue { $0.remove(key) }
+        }
+        return response
+    }
+
+    private func refreshInBackground(_ request: DataPlaneRequest, key: String) async {
+        let upstream = upstreamRequest(request, keyed: true, validators: (request.ifNoneMatch, request.ifModifiedSince))
+        let response: UpstreamResponse
+        do {
+            response = try await fetcher.send(upstream)
+        } catch {
+            metrics.revalidated(.failed)
+            logger.info("background revalidation failed; the cached entry stays", metadata: ["key": "\(key)", "error": "\(error)"])
+            return
+        }
+        switch response.status {
+        case .notModified:
+            metrics.revalidated(.notModified)
+            do {
+                try await storage?.metadata.upsert(key, fields: ["stored_at": .string(Timestamp.iso8601(secondsSinceEpoch: Timestamp.now()))])
+            } catch {
+                logger.warning("background revalidation: refreshing stored_at failed", metadata: ["key": "\(key)", "error": "\(error)"])
+            }
+        case .ok:
+            metrics.revalidated(.modified)
+            // Cached like a miss, with no client: the reader this answer holds is dropped at
+            // once and the sink finishes on its own.
+            guard case .create = await fills.claim(key) else { return }
+            _ = await store(response, request: request, key: key, upstream: upstream, registered: true)
+            if let fill = fills.active(key) { _ = await fill.finished() }
+        default:
+            metrics.revalidated(.failed)
+        }
+    }
+}
+
+/// UTC timestamps in the form the original writes (`2026-03-05T09:50:00+00:00`).
+enum Timestamp {
+    static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec)
+    }
+
+    static func iso8601(secondsSinceEpoch seconds: Int64) -> String {
+        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        let secondOfDay = seconds - days * 86400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(year)-\(two(month))-\(two(day))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))+00:00"
+    }
+}

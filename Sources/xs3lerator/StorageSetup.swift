@@ -1,0 +1,147 @@
+import AsyncHTTPClient
+import AWSCore
+import CommandLineSupport
+import DataPlane
+import Logging
+import MetadataStore
+import NIOPosix
+import ObjectStore
+import S3ObjectStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the storage options say.
+struct StorageOptions: Sendable {
+    var passthrough = false
+    var temporaryDirectoryGiven = false
+    var bucket: String?
+    var endpoint: String?
+    var region = "us-east-1"
+    var dataPrefix = "data/"
+    var cacheDirectory: String?
+    var lowWatermark = 85
+    var highWatermark = 95
+    var elasticsearchURL: String?
+    var elasticsearchIndex = "passsage_meta"
+    var dataDirectory = "xs3lerator-data"
+    var environment: [String: String] = [:]
+}
+
+/// The stores the options name, opened, and how to close them.
+struct StorageSetup: Sendable {
+    let stores: DataPlaneStorage?
+    let description: String
+    private let closers: [@Sendable () async -> Void]
+
+    func close() async {
+        for close in closers { await close() }
+    }
+
+    /// S3 when a bucket is given, else a local object directory; Elasticsearch when a URL is
+    /// given, else SQLite; both local ones under the data directory. Embedded (no bucket), the
+    /// object directory doubles as the disk cache: one copy of each chunk on disk.
+    static func open(_ options: StorageOptions, logger: Logger) async throws -> StorageSetup {
+        if options.passthrough {
+            return StorageSetup(stores: nil, description: "none (passthrough)", closers: [])
+        }
+        let layout: ChunkKeyLayout
+        do {
+            layout = try ChunkKeyLayout(prefix: options.dataPrefix)
+        } catch {
+            throw UsageError("invalid value '\(options.dataPrefix)' for --data-prefix: \(error.reason)")
+        }
+        var closers: [@Sendable () async -> Void] = []
+        var parts: [String] = []
+        let dataDirectory = Self.absolute(options.dataDirectory, environment: options.environment)
+
+        let objects: any ObjectStore
+        var diskCache: DiskCache?
+        if let bucket = options.bucket {
+            let credentialClient = HTTPClient(eventLoopGroupProvider: .shared(MultiThreadedEventLoopGroup.singleton))
+            closers.append { try? await credentialClient.shutdown() }
+            let resolved: CredentialChain.Resolved
+            let configuration: S3Configuration
+            do {
+                resolved = try CredentialChain.resolve(environment: options.environment, httpClient: credentialClient)
+                configuration = try S3Configuration(bucket: bucket, region: options.region, endpoint: options.endpoint)
+            } catch {
+                try? await credentialClient.shutdown()
+                throw UsageError("S3 storage: \(error)")
+            }
+            let store = S3ObjectStore(configuration: configuration, credentials: resolved.provider,
+                                      logger: Logger(label: "xs3lerator.s3"))
+            closers.insert({ try? await store.shutdown() }, at: 0)
+            objects = store
+            parts.append("S3 s3://\(bucket)/\(layout.prefix) (credentials: \(resolved.source))")
+            if let cacheDirectory = options.cacheDirectory {
+                do {
+                    diskCache = try DiskCache(root: cacheDirectory, watermarks: .init(low: options.lowWatermark, high: options.highWatermark))
+                } catch {
+                    throw UsageError("invalid value '\(cacheDirectory)' for --cache-dir: \(error)")
+                }
+                parts.append("disk cache \(cacheDirectory) (\(options.lowWatermark)–\(options.highWatermark) %)")
+            }
+        } else {
+            let root = dataDirectory + "/objects"
+            do {
+                objects = try LocalDirectoryObjectStore(root: root)
+                diskCache = try DiskCache(root: root + (layout.prefix.isEmpty ? "" : "/" + layout.prefix), watermarks: nil)
+            } catch {
+                throw UsageError("invalid value '\(options.dataDirectory)' for --data-dir: \(error)")
+            }
+            parts.append("local objects \(root)")
+            if options.cacheDirectory != nil {
+                logger.notice("--cache-dir is ignored without --s3-bucket: the local object directory is the disk cache")
+            }
+        }
+
+        let metadata: any MetadataStore
+        if let url = options.elasticsearchURL {
+            do {
+                let store = try ElasticsearchMetadataStore(configuration: .init(url: url, index: options.elasticsearchIndex),
+                                                           logger: Logger(label: "xs3lerator.elasticsearch"))
+                closers.append { try? await store.shutdown() }
+                metadata = store
+            } catch {
+                await StorageSetup(stores: nil, description: "", closers: closers).close()
+                throw UsageError("invalid Elasticsearch settings: \(error)")
+            }
+            parts.append("Elasticsearch \(url) index \(options.elasticsearchIndex)")
+        } else {
+            let path = dataDirectory + "/metadata.sqlite"
+            do {
+                try makeDirectories(dataDirectory)
+                let store = try await SQLiteMetadataStore.open(path: path, logger: Logger(label: "xs3lerator.sqlite"))
+                try await store.ensureSchema()
+                closers.append { try? await store.close() }
+                metadata = store
+            } catch {
+                await StorageSetup(stores: nil, description: "", closers: closers).close()
+                throw UsageError("invalid value '\(options.dataDirectory)' for --data-dir: SQLite at \(path): \(error)")
+            }
+            parts.append("SQLite \(path)")
+        }
+        let stores = DataPlaneStorage(objects: objects, layout: layout, metadata: metadata, diskCache: diskCache)
+        return StorageSetup(stores: stores, description: parts.joined(separator: ", "), closers: closers)
+    }
+
+    static func absolute(_ path: String, environment: [String: String]) -> String {
+        if path.hasPrefix("/") { return path }
+        var cwd = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&cwd, cwd.count) != nil else { return path }
+        let bytes = cwd.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self) + "/" + path
+    }
+}
+
+/// `mkdir -p`.
+private func makeDirectories(_ path: String) throws {
+    var current = ""
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw UsageError("cannot create \(current): \(String(cString: strerror(errno)))")
+        }
+    }
+}
