@@ -168,6 +168,13 @@ let package = Package(
         .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "xs3lerator"]),
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
         .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane"]),
+        // The data plane in process (no HTTP server): misses, hits, collapsing, damage, revalidation,
+        // aliases, against our origin, local stores and SQLite.
+        .testTarget(name: "DataPlaneTests", dependencies: nio + [
+            "DataPlane", "DownloadEngine", "ObjectStore", "MetadataStore", "ChunkManifest", "StorageCore", "TestOrigin", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Metadata-store contract suite: SQLite (two processes on one file) and Elasticsearch (fake).
         .testTarget(name: "MetadataStoreTests", dependencies: nio + [
             "MetadataStore", "FakeElasticsearch", "TestSupport", "sqlite-metadata-writer",

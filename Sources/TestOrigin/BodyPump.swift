@@ -9,6 +9,9 @@ public final class OriginStats: Sendable {
         var bytesSent: Int64 = 0
         var faults: [String: Int] = [:]
         var rangeRequests = 0
+        var requests: [String: Int] = [:]
+        var plainRequests: [String: Int] = [:]
+        var conditionalRequests = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -19,6 +22,22 @@ public final class OriginStats: Sendable {
     public var bytesSent: Int64 { state.withLockedValue { $0.bytesSent } }
     /// Range requests answered so far.
     public var rangeRequests: Int { state.withLockedValue { $0.rangeRequests } }
+
+    /// Requests for `path` (without its query) so far, any method.
+    public func requests(_ path: String) -> Int { state.withLockedValue { $0.requests[path, default: 0] } }
+    /// Requests that carried If-None-Match or If-Modified-Since.
+    public var conditionalRequests: Int { state.withLockedValue { $0.conditionalRequests } }
+
+    /// GET requests for `path` without a `Range` header: whole-object fetches.
+    public func plainRequests(_ path: String) -> Int { state.withLockedValue { $0.plainRequests[path, default: 0] } }
+
+    func requested(_ path: String, conditional: Bool, plain: Bool) {
+        state.withLockedValue { state in
+            state.requests[path, default: 0] += 1
+            if plain { state.plainRequests[path, default: 0] += 1 }
+            if conditional { state.conditionalRequests += 1 }
+        }
+    }
 
     func transferStarted() { state.withLockedValue { $0.activeTransfers += 1 } }
     func transferEnded() { state.withLockedValue { $0.activeTransfers -= 1 } }

@@ -10,7 +10,10 @@ import NIOHTTP1
 /// - `chunked=1`: whole-object answers without Content-Length;
 /// - `stall=B` / `drop=B`: whole-object answers stop after B bytes, keeping or closing the connection;
 /// - `rate=B`: at most B bytes/s on this connection; `delay=MS` before the head;
-/// - `etag=V`: the ETag (default `"obj-N"`); `If-Range` with another value gets the whole object.
+/// - `etag=V`: the ETag (default `"obj-N"`); `If-Range` with another value gets the whole object;
+/// - `validators=both|etag|lm|none` (default both): which of ETag and Last-Modified are sent.
+///   `If-None-Match` matching the ETag, or else `If-Modified-Since` equal to the Last-Modified,
+///   gets a 304 (for whichever validators are sent).
 enum ObjectResponse {
     enum Plan {
         case respond(HTTPResponseStatus, HTTPHeaders, BodyPump.Body)
@@ -18,10 +21,22 @@ enum ObjectResponse {
 
     static func plan(size: Int64, request: HTTPRequestHead, query: [String: String], faultKey: String, stats: OriginStats) -> Plan {
         let etag = query["etag"] ?? "\"obj-\(size)\""
+        let lastModified = "Sat, 21 Nov 2026 00:00:00 GMT"
         let mode = query["ranges"] ?? "bytes"
         let rate = query["rate"].flatMap(Int.init)
-        var headers = HTTPHeaders([("Content-Type", "application/octet-stream"), ("ETag", etag),
-                                   ("Last-Modified", "Sat, 21 Nov 2026 00:00:00 GMT")])
+        let validators = query["validators"] ?? "both"
+        var headers = HTTPHeaders([("Content-Type", "application/octet-stream")])
+        let sendsETag = validators == "both" || validators == "etag"
+        let sendsDate = validators == "both" || validators == "lm"
+        if sendsETag { headers.add(name: "ETag", value: etag) }
+        if sendsDate { headers.add(name: "Last-Modified", value: lastModified) }
+        if let tags = request.headers.first(name: "If-None-Match") {
+            if sendsETag, tags == "*" || tags.split(separator: ",").contains(where: { $0.filter { $0 != " " } == etag }) {
+                return .respond(.notModified, headers, BodyPump.Body(offset: 0, count: 0))
+            }
+        } else if let since = request.headers.first(name: "If-Modified-Since"), sendsDate, since == lastModified {
+            return .respond(.notModified, headers, BodyPump.Body(offset: 0, count: 0))
+        }
         switch mode {
         case "none": headers.add(name: "Accept-Ranges", value: "none")
         case "unadvertised": break

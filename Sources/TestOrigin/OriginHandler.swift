@@ -46,6 +46,8 @@ final class OriginHandler: ChannelInboundHandler {
         let query = parts.count > 1 ? Self.parseQuery(parts[1]) : [:]
         let segments = path.split(separator: "/").map(String.init)
         let isHead = head.method == .HEAD
+        stats.requested(path, conditional: head.headers.contains(name: "If-None-Match") || head.headers.contains(name: "If-Modified-Since"),
+                        plain: head.method == .GET && !head.headers.contains(name: "Range"))
         if dropNextRequest {
             context.close(promise: nil)
             return
