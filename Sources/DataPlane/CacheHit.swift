@@ -128,6 +128,8 @@ final class HitReader: Sendable {
                 next += 1
                 group.addTask { try await self.chunks.check(self.manifest.chunks[index], length: self.manifest.byteRange(ofChunk: index).count64) }
             }
+            // Children left when the body returns are awaited with their errors dropped.
+            try await group.waitForAll()
         }
     }
 

@@ -117,7 +117,9 @@ final class ChunkStore: Sendable {
             throw ChunkUnavailable(kind: .unreachable, chunk: id.hex, detail: "\(error)")
         }
         guard download.info.size == length else {
-            throw ChunkUnavailable(kind: .corrupt, chunk: id.hex, detail: "stored object has \(download.info.size) bytes, expected \(length)")
+            _ = try? await objects.delete([key])
+            throw ChunkUnavailable(kind: .corrupt, chunk: id.hex,
+                                   detail: "stored object has \(download.info.size) bytes, expected \(length); it was deleted")
         }
         let staged = try TemporaryChunkFile(directory: stagingDirectory)
         defer { staged.close() }
@@ -149,10 +151,11 @@ final class ChunkStore: Sendable {
         guard written == length else {
             throw ChunkUnavailable(kind: .corrupt, chunk: id.hex, detail: "stored object gave \(written) bytes, expected \(length)")
         }
-        if id.algorithm == .sha256 {
-            guard Array(hasher.finalize()) == id.bytes else {
-                throw ChunkUnavailable(kind: .corrupt, chunk: id.hex, detail: "content does not match its SHA-256")
-            }
+        if id.algorithm == .sha256, Array(hasher.finalize()) != id.bytes {
+            // Content that does not match its name is of no use to anyone: deleting it lets the
+            // next download of these bytes store them again (uploads skip keys that exist).
+            _ = try? await objects.delete([key])
+            throw ChunkUnavailable(kind: .corrupt, chunk: id.hex, detail: "content does not match its SHA-256; the stored object was deleted")
         }
         let file = try staged.duplicate()
         if let diskCache {
