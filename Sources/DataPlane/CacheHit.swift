@@ -44,15 +44,23 @@ extension DataPlane {
             try await reader.prepare()
         } catch {
             reader.cancel()
-            logger.warning("cached entry is damaged; clearing it and refetching", metadata: ["key": "\(key)", "error": "\(error)"])
-            await clearManifest(key)
+            if let unavailable = error as? ChunkUnavailable, unavailable.kind != .unreachable {
+                logger.warning("cached entry is damaged; clearing it and refetching", metadata: ["key": "\(key)", "error": "\(error)"])
+                await clearManifest(key)
+            } else {
+                logger.warning("cached entry cannot be read now; going upstream", metadata: ["key": "\(key)", "error": "\(error)"])
+            }
             return .miss
         }
         metrics.hit()
         let body = reader.body().mappingErrors { [self] error in
-            logger.error("cached entry damaged mid-response; aborting it and clearing the entry",
-                         metadata: ["key": "\(key)", "error": "\(error)"])
-            background.run { await self.clearManifest(key) }
+            if let unavailable = error as? ChunkUnavailable, unavailable.kind != .unreachable {
+                logger.error("cached entry damaged mid-response; aborting it and clearing the entry",
+                             metadata: ["key": "\(key)", "error": "\(error)"])
+                background.run { await self.clearManifest(key) }
+            } else {
+                logger.warning("reading a cached entry failed mid-response; aborting it", metadata: ["key": "\(key)", "error": "\(error)"])
+            }
             return error
         }
         return .served(DataPlaneResponse(status: status, headers: headers, body: body))

@@ -7,6 +7,11 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import StorageCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The data plane as a library: a `DataPlaneRequest` in, a status, headers and a pulled body
 /// out. No HTTP server here; the `xs3lerator` service is a thin shell over it, and passsage's
@@ -47,6 +52,11 @@ public final class DataPlane: Sendable {
                        uploadConcurrency: configuration.uploadConcurrency, metrics: metrics, logger: logger)
         }
         self.logger = logger
+        if let diskCache = self.storage?.diskCache, diskCache.watermarks != nil {
+            background.run { [interval = configuration.diskCacheCheckInterval] in
+                await diskCache.maintain(interval: interval, metrics: metrics, logger: logger)
+            }
+        }
     }
 
     /// Answers one request. Never throws: failures are responses (`502 upstream error: ...`),
@@ -76,6 +86,14 @@ public final class DataPlane: Sendable {
     // MARK: Dispatch
 
     private func serveKeyed(_ request: DataPlaneRequest, key: String) async -> DataPlaneResponse {
+        var response = await answerKeyed(request, key: key)
+        if storage?.diskCache?.isDegraded == true, response.status != .notModified {
+            response.headers.replaceOrAdd(name: "X-Xs3lerator-Degraded", value: "enospc")
+        }
+        return response
+    }
+
+    private func answerKeyed(_ request: DataPlaneRequest, key: String) async -> DataPlaneResponse {
         if !request.cacheSkip {
             if request.ifNoneMatch != nil || request.ifModifiedSince != nil {
                 return await revalidate(request, key: key)
@@ -99,6 +117,15 @@ public final class DataPlane: Sendable {
                                connectTimeout: request.connectTimeout ?? configuration.upstreamConnectTimeout,
                                readTimeout: request.readTimeout ?? configuration.upstreamReadTimeout,
                                followRedirects: request.followRedirects)
+    }
+
+    /// Whether the temporary directory can hold a download's chunk files (its read-ahead and a
+    /// chunk). When it cannot, responses are relayed without chunk files, and nothing is cached.
+    func hasTemporarySpace() -> Bool {
+        var info = statvfs()
+        guard statvfs(configuration.download.temporaryDirectory, &info) == 0 else { return true }
+        let available = UInt64(info.f_bavail) * UInt64(info.f_frsize)
+        return available >= UInt64(configuration.download.readAhead + configuration.download.chunkSize)
     }
 
     func failure(_ error: UpstreamError, keyed: Bool) -> DataPlaneResponse {

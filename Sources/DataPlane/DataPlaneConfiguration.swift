@@ -22,10 +22,13 @@ public struct DataPlaneConfiguration: Sendable {
     public var uploadConcurrency: Int
     /// How long a manifest alias waits for its source's download to finish.
     public var linkWaitTimeout: Duration
+    /// How often the disk cache checks its usage against its watermarks.
+    public var diskCacheCheckInterval: Duration
 
     public init(download: DownloadSettings, upstreamTLSSkipVerify: Bool = false, upstreamConnectTimeout: Duration = .seconds(30),
                 upstreamReadTimeout: Duration? = .seconds(300), passthrough: Bool = false, maximumRangeWorkers: Int = 16,
-                hitReadAhead: Int = 8, uploadConcurrency: Int = 8, linkWaitTimeout: Duration = .seconds(60)) {
+                hitReadAhead: Int = 8, uploadConcurrency: Int = 8, linkWaitTimeout: Duration = .seconds(60),
+                diskCacheCheckInterval: Duration = .seconds(10)) {
         self.download = download
         self.upstreamTLSSkipVerify = upstreamTLSSkipVerify
         self.upstreamConnectTimeout = upstreamConnectTimeout
@@ -35,6 +38,7 @@ public struct DataPlaneConfiguration: Sendable {
         self.hitReadAhead = hitReadAhead
         self.uploadConcurrency = uploadConcurrency
         self.linkWaitTimeout = linkWaitTimeout
+        self.diskCacheCheckInterval = diskCacheCheckInterval
     }
 }
 

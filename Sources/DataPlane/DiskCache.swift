@@ -36,12 +36,24 @@ public final class DiskCache: Sendable {
         }
     }
 
+    /// What the watermarks are a percentage of.
+    public enum Capacity: Sendable, Hashable {
+        /// The file system the cache is on (`statvfs`), as the original measured it.
+        case fileSystem
+        /// This many bytes of chunk files, whatever else is on the file system.
+        case bytes(Int64)
+    }
+
     /// nil: never evict (the directory is the embedded object store itself).
     public let watermarks: Watermarks?
+    public let capacity: Capacity
+    private let index = NIOLockedValueBox(DiskCacheIndex())
 
     /// Creates `root` if needed and removes staging files a previous run left behind.
-    public init(root: String, watermarks: Watermarks?, threadPool: NIOThreadPool = .singleton) throws {
+    public init(root: String, watermarks: Watermarks?, capacity: Capacity = .fileSystem,
+                threadPool: NIOThreadPool = .singleton) throws {
         self.watermarks = watermarks
+        self.capacity = capacity
         var trimmed = root
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
         self.root = trimmed
@@ -75,6 +87,7 @@ public final class DiskCache: Sendable {
             discard(path)
             return nil
         }
+        defer { index.withLockedValue { $0.use(id.hex, size: length) } }
         if verified.withLockedValue({ $0[id.hex] }) == identity { return file }
         guard id.algorithm == .sha256 else { return file }
         guard let digest = try? await Self.sha256(of: file, length: length), digest == id.bytes else {
@@ -110,10 +123,35 @@ public final class DiskCache: Sendable {
                 return FileIdentity(path: final)
             }
             if let identity { remember(id, identity) }
+            index.withLockedValue { $0.use(id.hex, size: length) }
         } catch let error as FileError where error.errno == ENOSPC || error.errno == EDQUOT {
             enterDegradedMode()
             throw error
         }
+    }
+
+    // MARK: Index (see DiskCacheMaintenance.swift)
+
+    var indexedBytes: Int64 { index.withLockedValue { $0.totalBytes } }
+
+    func indexFound(_ files: [(name: String, size: Int64, time: Int64)]) {
+        index.withLockedValue { index in
+            for file in files where index.entries[file.name] == nil { index.found(file.name, size: file.size, time: file.time) }
+        }
+    }
+
+    func leastRecentlyUsed(_ count: Int) -> [String] {
+        index.withLockedValue { $0.leastRecentlyUsed(count) }
+    }
+
+    /// Deletes chunk file `name` (its hex). A reader that has it open keeps reading it.
+    func evict(_ name: String) {
+        guard let id = ChunkID(algorithm: name.utf8.count == 64 ? .sha256 : .uuid, hex: name) else {
+            index.withLockedValue { $0.remove(name) }
+            return
+        }
+        discard(path(for: id))
+        verified.withLockedValue { _ = $0.removeValue(forKey: name) }
     }
 
     private func remember(_ id: ChunkID, _ identity: FileIdentity) {
@@ -125,6 +163,8 @@ public final class DiskCache: Sendable {
 
     private func discard(_ path: String) {
         unlink(path)
+        let name = String(path.split(separator: "/").last ?? "")
+        index.withLockedValue { $0.remove(name) }
     }
 
     func enterDegradedMode() {

@@ -21,6 +21,7 @@ extension DataPlane {
             return failure(classify(error, upstream), keyed: false)
         }
         guard let size = Self.downloadableSize(response) else { return relay(response, keyed: false) }
+        guard hasTemporarySpace() else { return relay(response, keyed: false) }
         var headers = DataPlaneHeaders.clientResponseHeaders(from: response.headers)
         Self.addFinalURL(response, to: &headers)
         let answer = Self.answer(range: request.range, size: size, headers: headers)
@@ -78,6 +79,13 @@ extension DataPlane {
                registered: Bool) async -> DataPlaneResponse {
         metrics.miss()
         guard let size = Self.downloadableSize(response), let chunks, let storage else {
+            if registered { fills.abandon(key) }
+            return relay(response, keyed: true)
+        }
+        guard hasTemporarySpace() else {
+            // No room for chunk files: relay as it comes, cache nothing (reference §5.9).
+            storage.diskCache?.enterDegradedMode()
+            logger.warning("no temporary space for chunk files; relaying uncached", metadata: ["key": "\(key)"])
             if registered { fills.abandon(key) }
             return relay(response, keyed: true)
         }

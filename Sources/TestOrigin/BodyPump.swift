@@ -63,6 +63,9 @@ final class BodyPump {
         var rate: Int?
         var stallAfter: Int64?
         var dropAfter: Int64?
+        /// The content of object offset `o` is `OriginContent` at `contentBase + o`: other
+        /// objects, other bytes (`/object/N?seed=K`).
+        var contentBase: Int64 = 0
     }
 
     /// Zero-copy slices of this buffer make up every body.
@@ -126,7 +129,7 @@ final class BodyPump {
                 }
                 allowed = min(allowed, budget)
             }
-            let (start, length) = OriginContent.slice(at: body.offset + sent, limit: allowed)
+            let (start, length) = OriginContent.slice(at: body.contentBase + body.offset + sent, limit: allowed)
             let slice = Self.blockBuffer.getSlice(at: start, length: length)!
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(slice))), promise: nil)
             sent += Int64(length)

@@ -11,6 +11,7 @@ import NIOHTTP1
 /// - `stall=B` / `drop=B`: whole-object answers stop after B bytes, keeping or closing the connection;
 /// - `rate=B`: at most B bytes/s on this connection; `delay=MS` before the head;
 /// - `etag=V`: the ETag (default `"obj-N"`); `If-Range` with another value gets the whole object;
+/// - `seed=K`: the object's bytes are `OriginContent` from offset K on (other seeds, other bytes);
 /// - `validators=both|etag|lm|none` (default both): which of ETag and Last-Modified are sent.
 ///   `If-None-Match` matching the ETag, or else `If-Modified-Since` equal to the Last-Modified,
 ///   gets a 304 (for whichever validators are sent).
@@ -25,6 +26,7 @@ enum ObjectResponse {
         let mode = query["ranges"] ?? "bytes"
         let rate = query["rate"].flatMap(Int.init)
         let validators = query["validators"] ?? "both"
+        let seed = query["seed"].flatMap(Int64.init) ?? 0
         var headers = HTTPHeaders([("Content-Type", "application/octet-stream")])
         let sendsETag = validators == "both" || validators == "etag"
         let sendsDate = validators == "both" || validators == "lm"
@@ -47,7 +49,7 @@ enum ObjectResponse {
             if query["chunked"] != "1" { full.add(name: "Content-Length", value: String(size)) }
             return .respond(.ok, full, BodyPump.Body(offset: 0, count: size, rate: rate,
                                                      stallAfter: query["stall"].flatMap(Int64.init),
-                                                     dropAfter: query["drop"].flatMap(Int64.init)))
+                                                     dropAfter: query["drop"].flatMap(Int64.init), contentBase: seed))
         }
         let honours = mode == "bytes" || mode == "unadvertised"
         guard let value = request.headers.first(name: "Range"), honours, let (first, last) = parse(value, size: size) else {
@@ -75,7 +77,8 @@ enum ObjectResponse {
         }
         headers.add(name: "Content-Range", value: "bytes \(from)-\(through)/\(size)")
         headers.add(name: "Content-Length", value: String(through - from + 1))
-        return .respond(.partialContent, headers, BodyPump.Body(offset: from, count: through - from + 1, rate: rate, dropAfter: dropAfter))
+        return .respond(.partialContent, headers, BodyPump.Body(offset: from, count: through - from + 1, rate: rate, dropAfter: dropAfter,
+                                                                contentBase: seed))
     }
 
     /// One `bytes=` range resolved against `size` (first may be ≥ size: unsatisfiable).

@@ -45,26 +45,46 @@ final class DataPlaneFixture: Sendable {
     /// `separateDiskCache`: the disk cache is its own directory in front of the object
     /// directory (as with S3); otherwise the object directory doubles as the disk cache
     /// (the embedded configuration). `objects` wraps the store (to inject faults).
+    struct Options: Sendable {
+        /// The disk cache is its own directory in front of the object directory (as with S3);
+        /// otherwise the object directory doubles as the disk cache (the embedded configuration).
+        var separateDiskCache = false
+        /// Where the separate disk cache lives (default: in the fixture's directory).
+        var diskCacheRoot: String?
+        var watermarks = DiskCache.Watermarks(low: 85, high: 95)
+        /// Chunk files' directory (default: the disk cache's staging directory).
+        var temporaryDirectory: String?
+        var hitReadAhead = 4
+        var checkInterval: Duration = .seconds(10)
+    }
+
     static func start(separateDiskCache: Bool = false, hitReadAhead: Int = 4,
                       wrapObjects: (any ObjectStore) -> any ObjectStore = { $0 }) async throws -> DataPlaneFixture {
+        try await start(Options(separateDiskCache: separateDiskCache, hitReadAhead: hitReadAhead), wrapObjects: wrapObjects)
+    }
+
+    static func start(_ options: Options, wrapObjects: (any ObjectStore) -> any ObjectStore = { $0 }) async throws -> DataPlaneFixture {
+        let separateDiskCache = options.separateDiskCache
+        let hitReadAhead = options.hitReadAhead
         let origin = try await TestOriginServer.start()
         let directory = try makeTemporaryDirectory()
         let objectRoot = directory + "/objects"
         let layout = try ChunkKeyLayout(prefix: "data/")
         let local = try LocalDirectoryObjectStore(root: objectRoot)
         let diskCache = separateDiskCache
-            ? try DiskCache(root: directory + "/disk", watermarks: .init(low: 85, high: 95))
+            ? try DiskCache(root: options.diskCacheRoot ?? directory + "/disk", watermarks: options.watermarks)
             : try DiskCache(root: objectRoot + "/data", watermarks: nil)
         let metadata = try await SQLiteMetadataStore.open(path: directory + "/metadata.sqlite")
         try await metadata.ensureSchema()
         let settings = DownloadSettings(chunkSize: chunkSize, rangeSize: 256 << 10, concurrency: 4,
-                                        temporaryDirectory: diskCache.stagingDirectory)
+                                        temporaryDirectory: options.temporaryDirectory ?? diskCache.stagingDirectory)
         let storage = DataPlaneStorage(objects: wrapObjects(local), layout: layout, metadata: metadata, diskCache: diskCache)
         var logger = Logger(label: "data-plane-test")
         logger.logLevel = .warning
         let dataPlane = DataPlane(configuration: DataPlaneConfiguration(download: settings, upstreamConnectTimeout: .seconds(2),
                                                                         upstreamReadTimeout: .seconds(10), hitReadAhead: hitReadAhead,
-                                                                        linkWaitTimeout: .seconds(20)),
+                                                                        linkWaitTimeout: .seconds(20),
+                                                                        diskCacheCheckInterval: options.checkInterval),
                                   storage: storage, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
         return DataPlaneFixture(origin: origin, directory: directory, objects: storage.objects, objectRoot: objectRoot, layout: layout,
                                 metadata: metadata, diskCache: diskCache, dataPlane: dataPlane)
@@ -75,6 +95,11 @@ final class DataPlaneFixture: Sendable {
         try? await metadata.close()
         await origin.stop()
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func with(_ options: Options, _ body: (DataPlaneFixture) async throws -> Void) async throws {
+        let fixture = try await start(options)
+        try await withTeardown({ try await body(fixture) }) { await fixture.stop() }
     }
 
     static func with(separateDiskCache: Bool = false, hitReadAhead: Int = 4,
