@@ -165,7 +165,9 @@ let package = Package(
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
         .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage"]),
         // Real xs3lerator processes against our origin: downloads, ranges, timeouts, cancellation, memory.
-        .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "xs3lerator"]),
+        .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + [
+            "TestOrigin", "TestSupport", "xs3lerator", "FakeElasticsearch", "MetadataStore",
+        ], exclude: ["check_chunks.py"]),
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
         .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane"]),
         // The data plane in process (no HTTP server): misses, hits, collapsing, damage, revalidation,

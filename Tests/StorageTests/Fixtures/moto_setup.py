@@ -26,6 +26,14 @@ trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "
 role = iam.create_role(RoleName="passsage-irsa", AssumeRolePolicyDocument=trust)["Role"]
 iam.put_role_policy(RoleName="passsage-irsa", PolicyName="all", PolicyDocument=policy)
 boto3.client("s3", **common).create_bucket(Bucket=bucket)
+# A user that may read and list, but whose uploads are refused (S3 denying PutObject).
+read_only = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject", "s3:DeleteObject"], "Resource": "*"},
+    {"Effect": "Deny", "Action": ["s3:PutObject"], "Resource": "*"}]})
+iam.create_user(UserName="passsage-read-only")
+iam.put_user_policy(UserName="passsage-read-only", PolicyName="read", PolicyDocument=read_only)
+read_key = iam.create_access_key(UserName="passsage-read-only")["AccessKey"]
 
 urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"})).read()
-print(json.dumps({"accessKey": key["AccessKeyId"], "secretKey": key["SecretAccessKey"], "roleArn": role["Arn"]}))
+print(json.dumps({"accessKey": key["AccessKeyId"], "secretKey": key["SecretAccessKey"], "roleArn": role["Arn"],
+                  "readOnlyAccessKey": read_key["AccessKeyId"], "readOnlySecretKey": read_key["SecretAccessKey"]}))

@@ -1,0 +1,248 @@
+import FakeElasticsearch
+import Foundation
+import MetadataStore
+import NIOConcurrencyHelpers
+import TestOrigin
+import TestSupport
+import Testing
+
+/// A caching xs3lerator process (not passthrough) over our origin, with the stores its
+/// arguments name; its data directory and disk cache live in one temporary directory, which
+/// survives a restart of the process.
+final class CachingXs3: Sendable {
+    let origin: TestOriginServer
+    let directory: String
+    let arguments: [String]
+    let environment: [String: String]
+    let process: NIOLockedValueBox<ServiceProcess>
+
+    var xs3: ServiceProcess { process.withLockedValue { $0 } }
+    var base: String { "http://127.0.0.1:\(xs3.port)" }
+    var originBase: String { "http://127.0.0.1:\(origin.port)" }
+    var cacheDirectory: String { directory + "/disk" }
+    var metadataPath: String { directory + "/data/metadata.sqlite" }
+
+    func url(_ path: String) -> String { "\(base)/\(originBase)\(path)" }
+
+    private init(origin: TestOriginServer, directory: String, arguments: [String], environment: [String: String], process: ServiceProcess) {
+        self.origin = origin
+        self.directory = directory
+        self.arguments = arguments
+        self.environment = environment
+        self.process = NIOLockedValueBox(process)
+    }
+
+    static func launch(_ arguments: [String], environment: [String: String]) async throws -> ServiceProcess {
+        try await ServiceProcess.launch(builtExecutable("xs3lerator"), arguments, environment: environment,
+                                        clearingPrefixes: ["XS3_", "AWS_"], marker: "xs3lerator listening on ")
+    }
+
+    static func start(_ extra: [String], environment: [String: String] = [:], origin existing: TestOriginServer? = nil) async throws -> CachingXs3 {
+        let origin: TestOriginServer
+        if let existing { origin = existing } else { origin = try await TestOriginServer.start() }
+        let directory = try makeTemporaryDirectory()
+        let arguments = ["--bind-ip", "127.0.0.1", "--port", "0", "--data-dir", directory + "/data", "--chunk-size", "4MiB",
+                         "--range-size", "1MiB", "--temp-dir", directory + "/data"] + extra.map { $0.replacingOccurrences(of: "$DIR", with: directory) }
+        do {
+            try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
+            let xs3 = try await launch(arguments, environment: environment)
+            return CachingXs3(origin: origin, directory: directory, arguments: arguments, environment: environment, process: xs3)
+        } catch {
+            if existing == nil { await origin.stop() }
+            throw error
+        }
+    }
+
+    /// Starts the process again with the same arguments and directories.
+    func restart() async throws {
+        xs3.stop()
+        let next = try await Self.launch(arguments, environment: environment)
+        process.withLockedValue { $0 = next }
+    }
+
+    func stop() async {
+        xs3.stop()
+        await origin.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func with(_ extra: [String], environment: [String: String] = [:], _ body: (CachingXs3) async throws -> Void) async throws {
+        let fixture = try await start(extra, environment: environment)
+        try await withTeardown({ try await body(fixture) }) { await fixture.stop() }
+    }
+
+    /// Waits until no keyed download is being cached (from `/metrics`).
+    func waitForQuiet(timeout: Double = 120) async throws {
+        try await waitUntil(timeout: timeout, "cached downloads to finish") {
+            let metrics = try await curl(["\(base)/metrics"])
+            return metrics.stdout.contains("xs3_downloads_in_flight 0")
+        }
+    }
+
+    /// The manifest of `key` from the SQLite metadata store, checked against the chunk objects
+    /// by `check_chunks.py`: prints `none`, or `ok <chunks>` when every chunk the manifest names
+    /// exists under its SHA-256 (and, with `exact`, nothing else is stored).
+    func checkChunks(key: String, moto: MotoServer?, exact: Bool = true) async throws -> String {
+        var arguments = ["python3", Self.script, metadataPath, key, exact ? "exact" : "any"]
+        if let moto { arguments += [moto.endpoint, moto.bucket, moto.accessKey, moto.secretKey] } else { arguments += [directory + "/data/objects"] }
+        let result = try await run("/usr/bin/env", arguments, timeout: 120)
+        guard result.status == 0 else { throw HarnessError("check_chunks.py failed: \(result.stderr)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static var script: String {
+        String(#filePath).split(separator: "/").dropLast().joined(separator: "/").reduce(into: "/") { $0.append($1) } + "/check_chunks.py"
+    }
+
+    var diskCacheFiles: Int {
+        let enumerator = FileManager.default.enumerator(atPath: cacheDirectory)
+        var count = 0
+        while let path = enumerator?.nextObject() as? String {
+            if !path.hasPrefix(".tmp"), path.split(separator: "/").count == 5 { count += 1 }
+        }
+        return count
+    }
+}
+
+@Suite("xs3lerator cache service", .serialized)
+struct CacheServiceTests {
+    @Test func a300MiBMissThenHitsFromDiskAndFromS3() async throws {
+        let moto = try await MotoServer.start()
+        try await withTeardown({
+            try await CachingXs3.with(["--s3-bucket", moto.bucket, "--s3-endpoint", moto.endpoint, "--cache-dir", "$DIR/disk"],
+                                      environment: moto.environment()) { fixture in
+                let size: Int64 = 300 << 20
+                let path = "/object/\(size)"
+                let key = ["-H", "X-Xs3lerator-Cache-Key: k/large"]
+                let miss = try await download(fixture.url(path), headers: ["X-Xs3lerator-Cache-Key: k/large"], timeout: 600)
+                #expect(miss.status == 200 && miss.size == size && miss.sha256 == OriginContent.sha256(range: 0..<size))
+                try await fixture.waitForQuiet(timeout: 300)
+                let stored = try await fixture.checkChunks(key: "k/large", moto: moto)
+                #expect(stored == "ok 75", "exactly the manifest's chunks, each under its SHA-256: \(stored)")
+                #expect(fixture.diskCacheFiles == 75)
+
+                let before = fixture.origin.stats.requests(path)
+                let hit = try await download(fixture.url(path), headers: ["X-Xs3lerator-Cache-Key: k/large"], timeout: 600)
+                #expect(hit.status == 200 && hit.sha256 == miss.sha256)
+                let head = try await curl(["-s", "-D", "-", "-o", "/dev/null"] + key + [fixture.url(path)])
+                #expect(head.stdout.lowercased().contains("x-xs3lerator-cache-hit: true"))
+                #expect(fixture.origin.stats.requests(path) == before, "hits make no upstream request")
+                let metrics = try await curl(["\(fixture.base)/metrics"]).stdout
+                #expect(metrics.contains("xs3_bytes_served_total{source=\"disk\"} \(2 * size)"), "\(metrics)")
+
+                // With the disk cache wiped, the hit comes from S3 and back-fills the disk cache.
+                for entry in try FileManager.default.contentsOfDirectory(atPath: fixture.cacheDirectory) where entry != ".tmp" {
+                    try FileManager.default.removeItem(atPath: fixture.cacheDirectory + "/" + entry)
+                }
+                let fromS3 = try await download(fixture.url(path), headers: ["X-Xs3lerator-Cache-Key: k/large"], timeout: 600)
+                #expect(fromS3.status == 200 && fromS3.sha256 == miss.sha256)
+                #expect(fixture.origin.stats.requests(path) == before)
+                #expect(fixture.diskCacheFiles == 75, "back-filled")
+                let after = try await curl(["\(fixture.base)/metrics"]).stdout
+                #expect(after.contains("xs3_bytes_served_total{source=\"object_store\"} \(size)"), "\(after)")
+            }
+        }) { await moto.stop() }
+    }
+
+    @Test func s3RefusingUploadsServesTheClientAndWritesNoManifest() async throws {
+        let moto = try await MotoServer.start()
+        try await withTeardown({
+            try await CachingXs3.with(["--s3-bucket", moto.bucket, "--s3-endpoint", moto.endpoint],
+                                      environment: moto.environment(readOnly: true)) { fixture in
+                let size: Int64 = 10 << 20
+                let answer = try await download(fixture.url("/object/\(size)"), headers: ["X-Xs3lerator-Cache-Key: k/denied"])
+                #expect(answer.status == 200 && answer.sha256 == OriginContent.sha256(range: 0..<size))
+                try await fixture.waitForQuiet()
+                #expect(try await fixture.checkChunks(key: "k/denied", moto: moto, exact: false) == "none")
+                let metrics = try await curl(["\(fixture.base)/metrics"]).stdout
+                #expect(!metrics.contains("xs3_upload_failures_total 0"), "\(metrics)")
+            }
+        }) { await moto.stop() }
+    }
+
+    @Test func killedMidDownloadLeavesNoManifestAndARestartDownloadsAgain() async throws {
+        try await CachingXs3.with([]) { fixture in
+            let size: Int64 = 64 << 20
+            let path = "/object/\(size)?rate=\(8 << 20)&ranges=none"
+            let slow = Task { try? await download(fixture.url(path), headers: ["X-Xs3lerator-Cache-Key: k/killed"], timeout: 60) }
+            try await waitUntil(timeout: 30, "the download to be under way") { fixture.origin.stats.bytesSent > 8 << 20 }
+            fixture.xs3.signal(SIGKILL)
+            _ = await slow.value
+            #expect(try await fixture.checkChunks(key: "k/killed", moto: nil, exact: false) == "none")
+            try await fixture.restart()
+            let plain = fixture.origin.stats.plainRequests("/object/\(size)")
+            let again = try await download(fixture.url("/object/\(size)?ranges=none"), headers: ["X-Xs3lerator-Cache-Key: k/killed"])
+            #expect(again.status == 200 && again.sha256 == OriginContent.sha256(range: 0..<size))
+            #expect(fixture.origin.stats.plainRequests("/object/\(size)") == plain + 1, "the restart repeats the download")
+            try await fixture.waitForQuiet()
+            #expect(try await fixture.checkChunks(key: "k/killed", moto: nil, exact: false) == "ok 16")
+        }
+    }
+
+    @Test func theAuthTokenGuardsEverythingButHealthAndMetrics() async throws {
+        try await CachingXs3.with(["--auth-token", "s3cret"]) { fixture in
+            let anonymous = try await curl(["-w", "%{http_code}", "-o", "/dev/null", fixture.url("/object/10")])
+            #expect(anonymous.stdout == "401")
+            let wrong = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "-H", "X-Xs3lerator-Auth: guess", fixture.url("/object/10")])
+            #expect(wrong.stdout == "401")
+            let right = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "-H", "X-Xs3lerator-Auth: s3cret", fixture.url("/object/10")])
+            #expect(right.stdout == "200")
+            let health = try await curl(["-w", " %{http_code}", "\(fixture.base)/healthz"])
+            #expect(health.stdout == "ok 200")
+            let metrics = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "\(fixture.base)/metrics"])
+            #expect(metrics.stdout == "200")
+            let link = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "-X", "POST", "-H", "X-Xs3lerator-Link-Manifest-Source: a",
+                                       "-H", "X-Xs3lerator-Link-Manifest-Target: b", "\(fixture.base)/alias"])
+            #expect(link.stdout == "401")
+        }
+    }
+
+    @Test func tlsSkipVerifyIsHonouredOnlyForAuthenticatedCallers() async throws {
+        // An origin whose certificate nobody trusts.
+        let pki = try TestPKI()
+        let origin = try await TestOriginServer.start(tls: try pki.serverConfiguration())
+        let open = try await CachingXs3.start([], origin: origin)
+        let guarded = try await CachingXs3.start(["--auth-token", "s3cret"], origin: origin)
+        try await withTeardown({
+            let target = "https://127.0.0.1:\(origin.port)/object/10"
+            let anonymous = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "-H", "X-Xs3lerator-Tls-Skip-Verify: true",
+                                            "\(open.base)/\(target)"])
+            #expect(anonymous.stdout == "502", "without a token nobody may turn verification off")
+            let authenticated = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "-H", "X-Xs3lerator-Tls-Skip-Verify: true",
+                                                "-H", "X-Xs3lerator-Auth: s3cret", "\(guarded.base)/\(target)"])
+            #expect(authenticated.stdout == "200")
+            let unverified = try await curl(["-w", "%{http_code}", "-o", "/dev/null", "-H", "X-Xs3lerator-Auth: s3cret",
+                                             "\(guarded.base)/\(target)"])
+            #expect(unverified.stdout == "502")
+        }) {
+            open.xs3.stop()
+            guarded.xs3.stop()
+            await origin.stop()
+            try? FileManager.default.removeItem(atPath: open.directory)
+            try? FileManager.default.removeItem(atPath: guarded.directory)
+        }
+    }
+
+    @Test func manifestsLiveInElasticsearchWhenConfigured() async throws {
+        let elastic = try await FakeElasticsearch.start()
+        try await withTeardown({
+            let store = try ElasticsearchMetadataStore(configuration: .init(url: elastic.url))
+            try await store.ensureSchema()
+            try? await store.shutdown()
+            try await CachingXs3.with(["--elasticsearch-url", elastic.url]) { fixture in
+                let size: Int64 = 9 << 20
+                let path = "/object/\(size)"
+                let miss = try await download(fixture.url(path), headers: ["X-Xs3lerator-Cache-Key: https/example.org/abc+1"])
+                #expect(miss.status == 200 && miss.sha256 == OriginContent.sha256(range: 0..<size))
+                try await fixture.waitForQuiet()
+                let source = try #require(elastic.storedSource(index: "passsage_meta", id: "https/example.org/abc+1"))
+                #expect(source.contains("manifest_b64"))
+                let before = fixture.origin.stats.requests(path)
+                let head = try await curl(["-s", "-D", "-", "-o", "/dev/null", "-H", "X-Xs3lerator-Cache-Key: https/example.org/abc+1",
+                                           fixture.url(path)])
+                #expect(head.stdout.lowercased().contains("x-xs3lerator-cache-hit: true"))
+                #expect(fixture.origin.stats.requests(path) == before)
+            }
+        }) { await elastic.stop() }
+    }
+}
