@@ -144,6 +144,47 @@ struct CacheServiceTests {
         }) { await moto.stop() }
     }
 
+    @Test func fiftyClientsOfOneUncachedObjectCauseOneDownload() async throws {
+        try await CachingXs3.with(["--chunk-size", "8MiB", "--range-size", "2MiB"]) { fixture in
+            let size: Int64 = 200 << 20
+            // About 5 s of download: every client arrives while it is in flight.
+            let path = "/object/\(size)?rate=\(5 << 20)"
+            let started = ContinuousClock.now
+            let results = try await withThrowingTaskGroup(of: (Int, (status: Int, size: Int64, sha256: String)).self) { group in
+                for client in 0..<50 {
+                    let range: String? = client % 5 == 4 ? "bytes=\(Int64(client) << 20)-\((Int64(client) << 20) + 5_000_000)" : nil
+                    group.addTask {
+                        var headers = ["X-Xs3lerator-Cache-Key: k/fifty"]
+                        if let range { headers.append("Range: \(range)") }
+                        return (client, try await download(fixture.url(path), headers: headers, timeout: 300))
+                    }
+                }
+                var all = [Int: (status: Int, size: Int64, sha256: String)]()
+                for try await (client, result) in group { all[client] = result }
+                return all
+            }
+            #expect(fixture.origin.stats.plainRequests("/object/\(size)") == 1, "one upstream download for 50 clients")
+            for (client, result) in results {
+                if client % 5 == 4 {
+                    let first = Int64(client) << 20
+                    #expect(result.status == 206 && result.sha256 == OriginContent.sha256(range: first..<(first + 5_000_001)), "client \(client)")
+                } else {
+                    #expect(result.status == 200 && result.size == size && result.sha256 == OriginContent.sha256(range: 0..<size), "client \(client)")
+                }
+            }
+            print("50 clients, 200 MiB, one download: \(ContinuousClock.now - started)")
+            // A client that comes once half of another download is done still gets everything.
+            let second = "/object/\(size)?rate=\(5 << 20)&seed=3"
+            let early = Task { try await download(fixture.url(second), headers: ["X-Xs3lerator-Cache-Key: k/half"], timeout: 300) }
+            try await waitUntil(timeout: 60, "half of the second object") { fixture.origin.stats.bytesSent >= size + size / 2 }
+            let late = try await download(fixture.url(second), headers: ["X-Xs3lerator-Cache-Key: k/half"], timeout: 300)
+            let expected = OriginContent.sha256(range: 3..<(size + 3))
+            #expect(late.status == 200 && late.sha256 == expected)
+            #expect(try await early.value.sha256 == expected)
+            #expect(fixture.origin.stats.plainRequests("/object/\(size)") == 2)
+        }
+    }
+
     @Test func s3RefusingUploadsServesTheClientAndWritesNoManifest() async throws {
         let moto = try await MotoServer.start()
         try await withTeardown({
