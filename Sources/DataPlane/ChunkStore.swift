@@ -36,10 +36,14 @@ final class ChunkStore: Sendable {
     /// directory when there is one, so that installing them is a link).
     let stagingDirectory: String
     let uploads: AsyncLimiter
+    /// Stored chunks older than this are uploaded again when a download needs them.
+    let refreshAge: Duration
     let metrics: DataPlaneMetrics
     let logger: Logger
 
-    init(storage: DataPlaneStorage, temporaryDirectory: String, uploadConcurrency: Int, metrics: DataPlaneMetrics, logger: Logger) {
+    init(storage: DataPlaneStorage, temporaryDirectory: String, uploadConcurrency: Int, refreshAge: Duration,
+         metrics: DataPlaneMetrics, logger: Logger) {
+        self.refreshAge = refreshAge
         self.objects = storage.objects
         self.layout = storage.layout
         self.diskCache = storage.diskCache
@@ -69,7 +73,12 @@ final class ChunkStore: Sendable {
         }
         let key = try self.key(for: id)
         try await uploads.withSlot {
-            if let existing = try? await objects.head(key), existing.size == chunk.length { return }
+            // Present already (content addressing): nothing to upload, unless it is old enough
+            // that a concurrent `sweep` could take it; uploading it again renews it.
+            if let existing = try? await objects.head(key), existing.size == chunk.length,
+               let modified = existing.lastModified, Timestamp.now() - modified < refreshAge.components.seconds {
+                return
+            }
             do {
                 try await objects.put(key, payload: .openFile(chunk.file, range: 0..<chunk.length), length: chunk.length)
             } catch {

@@ -49,7 +49,8 @@ public final class DataPlane: Sendable {
         self.metrics = metrics
         self.chunks = self.storage.map {
             ChunkStore(storage: $0, temporaryDirectory: configuration.download.temporaryDirectory,
-                       uploadConcurrency: configuration.uploadConcurrency, metrics: metrics, logger: logger)
+                       uploadConcurrency: configuration.uploadConcurrency, refreshAge: configuration.chunkRefreshAge,
+                       metrics: metrics, logger: logger)
         }
         self.logger = logger
         if let diskCache = self.storage?.diskCache, diskCache.watermarks != nil {

@@ -24,11 +24,14 @@ public struct DataPlaneConfiguration: Sendable {
     public var linkWaitTimeout: Duration
     /// How often the disk cache checks its usage against its watermarks.
     public var diskCacheCheckInterval: Duration
+    /// A stored chunk older than this is uploaded again when a download needs it, so that a
+    /// `sweep` with twice this grace never deletes a chunk a new manifest names.
+    public var chunkRefreshAge: Duration
 
     public init(download: DownloadSettings, upstreamTLSSkipVerify: Bool = false, upstreamConnectTimeout: Duration = .seconds(30),
                 upstreamReadTimeout: Duration? = .seconds(300), passthrough: Bool = false, maximumRangeWorkers: Int = 16,
                 hitReadAhead: Int = 8, uploadConcurrency: Int = 8, linkWaitTimeout: Duration = .seconds(60),
-                diskCacheCheckInterval: Duration = .seconds(10)) {
+                diskCacheCheckInterval: Duration = .seconds(10), chunkRefreshAge: Duration = .seconds(12 * 3600)) {
         self.download = download
         self.upstreamTLSSkipVerify = upstreamTLSSkipVerify
         self.upstreamConnectTimeout = upstreamConnectTimeout
@@ -39,6 +42,7 @@ public struct DataPlaneConfiguration: Sendable {
         self.uploadConcurrency = uploadConcurrency
         self.linkWaitTimeout = linkWaitTimeout
         self.diskCacheCheckInterval = diskCacheCheckInterval
+        self.chunkRefreshAge = chunkRefreshAge
     }
 }
 

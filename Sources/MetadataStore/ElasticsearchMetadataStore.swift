@@ -167,6 +167,37 @@ public final class ElasticsearchMetadataStore: MetadataStore {
                            notFoundIsIndexMissing: true)
     }
 
+    /// A scroll over the index (`_search?scroll=`, sorted by `_doc`), cleared at the end.
+    public func scan(fields: [String], pageSize: Int, _ page: ([String: MetadataFields]) async throws -> Void) async throws {
+        var (_, answer) = try await call("_search", .POST, "/\(configuration.index)/_search?scroll=2m",
+                                         json: ["size": .int(Int64(max(1, pageSize))), "sort": ["_doc"],
+                                                "_source": .array(fields.map { .string($0) })])
+        var scrollID = answer["_scroll_id"]?.stringValue
+        do {
+            while let hits = answer["hits"]?["hits"]?.arrayValue, !hits.isEmpty {
+                var documents = [String: MetadataFields]()
+                for hit in hits {
+                    guard let id = hit["_id"]?.stringValue else { continue }
+                    documents[id] = (hit["_source"]?.objectValue ?? [:]).withoutNulls
+                }
+                try await page(documents)
+                guard let current = scrollID else { break }
+                (_, answer) = try await call("scroll", .POST, "/_search/scroll", json: ["scroll": "2m", "scroll_id": .string(current)])
+                scrollID = answer["_scroll_id"]?.stringValue ?? current
+            }
+        } catch {
+            await clearScroll(scrollID)
+            throw error
+        }
+        await clearScroll(scrollID)
+    }
+
+    /// Frees the scroll's resources now rather than when it expires.
+    private func clearScroll(_ id: String?) async {
+        guard let id else { return }
+        _ = try? await call("clear scroll", .DELETE, "/_search/scroll", json: ["scroll_id": .array([.string(id)])], accept: [200, 404])
+    }
+
     public func checkHealth() async throws {
         let (_, answer) = try await call("cluster health", .GET, "/_cluster/health")
         let status = answer["status"]?.stringValue ?? "unknown"

@@ -23,6 +23,10 @@ public protocol MetadataStore: Sendable {
 
     /// Throws unless the store is reachable and usable.
     func checkHealth() async throws
+
+    /// Every document, in pages of at most `pageSize`, each document with only `fields`. For
+    /// maintenance (xs3lerator's `sweep`); documents written while it runs may be missed.
+    func scan(fields: [String], pageSize: Int, _ page: ([String: MetadataFields]) async throws -> Void) async throws
 }
 
 public typealias MetadataFields = [String: JSONValue]

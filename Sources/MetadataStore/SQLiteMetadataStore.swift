@@ -102,6 +102,24 @@ public final class SQLiteMetadataStore: MetadataStore {
         try await run("sqlite delete", "DELETE FROM documents WHERE id = ?", [.text(id)])
     }
 
+    public func scan(fields: [String], pageSize: Int, _ page: ([String: MetadataFields]) async throws -> Void) async throws {
+        var after = ""
+        while true {
+            let rows = try await rows("sqlite scan", "SELECT id, fields FROM documents WHERE id > ? ORDER BY id LIMIT ?",
+                                      [.text(after), .integer(max(1, pageSize))])
+            guard !rows.isEmpty else { return }
+            var documents = [String: MetadataFields]()
+            for row in rows {
+                guard let id = row.column("id")?.string, let text = row.column("fields")?.string else { continue }
+                after = id
+                guard case .object(let all)? = try? JSONValue.parse(Array(text.utf8)) else { continue }
+                documents[id] = all.filter { fields.contains($0.key) }.withoutNulls
+            }
+            try await page(documents)
+            if rows.count < pageSize { return }
+        }
+    }
+
     public func checkHealth() async throws {
         _ = try await rows("sqlite health", "SELECT count(*) AS n FROM sqlite_master")
     }

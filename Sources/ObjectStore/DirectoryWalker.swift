@@ -52,7 +52,7 @@ struct DirectoryWalker {
             let key = String(decoding: entry.key, as: UTF8.self)
             var info = stat()
             guard stat(root + "/" + key, &info) == 0 else { continue }  // deleted meanwhile
-            return ObjectSummary(key: key, size: Int64(info.st_size))
+            return ObjectSummary(key: key, size: Int64(info.st_size), lastModified: Int64(info.st_mtim.tv_sec))
         }
         return nil
     }

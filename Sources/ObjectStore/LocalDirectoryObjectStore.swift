@@ -101,8 +101,12 @@ public struct LocalDirectoryObjectStore: ObjectStore {
     public func head(_ key: String) async throws -> ObjectInfo {
         let path = try self.path(for: key, operation: "HeadObject")
         do {
-            let file = try await threadPool.runIfActive { try ReadableFile(path: path) }
-            return ObjectInfo(size: file.size, etag: nil)
+            return try await threadPool.runIfActive { () throws -> ObjectInfo in
+                var info = stat()
+                guard stat(path, &info) == 0 else { throw FileError(operation: "stat", path: path, errno: errno) }
+                guard (info.st_mode & S_IFMT) == S_IFREG else { throw FileError(operation: "stat", path: path, errno: EISDIR) }
+                return ObjectInfo(size: Int64(info.st_size), etag: nil, lastModified: Int64(info.st_mtim.tv_sec))
+            }
         } catch let error as FileError {
             throw storeError(error, operation: "HeadObject", key: key)
         }

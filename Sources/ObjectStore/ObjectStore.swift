@@ -46,10 +46,13 @@ public struct ObjectInfo: Sendable, Hashable {
     public var size: Int64
     /// The store's entity tag, quotes removed; nil if the store has none.
     public var etag: String?
+    /// When the object was last written, in seconds since 1970; nil if unknown.
+    public var lastModified: Int64?
 
-    public init(size: Int64, etag: String?) {
+    public init(size: Int64, etag: String?, lastModified: Int64? = nil) {
         self.size = size
         self.etag = etag
+        self.lastModified = lastModified
     }
 }
 
@@ -74,10 +77,13 @@ public struct ObjectDownload: Sendable {
 public struct ObjectSummary: Sendable, Hashable {
     public var key: String
     public var size: Int64
+    /// When the object was last written, in seconds since 1970; nil if unknown.
+    public var lastModified: Int64?
 
-    public init(key: String, size: Int64) {
+    public init(key: String, size: Int64, lastModified: Int64? = nil) {
         self.key = key
         self.size = size
+        self.lastModified = lastModified
     }
 }
 

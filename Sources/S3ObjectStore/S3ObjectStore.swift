@@ -97,7 +97,8 @@ public final class S3ObjectStore: ObjectStore {
         guard let size = headers.first(name: "content-length").flatMap({ Int64($0) }) else {
             throw ObjectStoreError(.other, operation: "HeadObject", key: key, code: "NoContentLength", message: "HEAD without Content-Length")
         }
-        return ObjectInfo(size: size, etag: headers.first(name: "etag").map(Self.unquote))
+        return ObjectInfo(size: size, etag: headers.first(name: "etag").map(Self.unquote),
+                          lastModified: headers.first(name: "last-modified").flatMap(Timestamps.parseHTTPDate))
     }
 
     public func list(prefix: String, continuation: String?, maxKeys: Int) async throws -> ObjectListPage {
@@ -114,7 +115,7 @@ public final class S3ObjectStore: ObjectStore {
                   let size = item.child("Size").flatMap({ Int64($0.text) }) else {
                 throw ObjectStoreError(.other, operation: "ListObjectsV2", code: "BadResponse", message: "listing entry without key or size")
             }
-            objects.append(ObjectSummary(key: key, size: size))
+            objects.append(ObjectSummary(key: key, size: size, lastModified: item.child("LastModified").flatMap { Timestamps.parseISO8601($0.text) }))
         }
         let truncated = document.child("IsTruncated")?.text == "true"
         let next = document.child("NextContinuationToken")?.text

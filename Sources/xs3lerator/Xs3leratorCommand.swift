@@ -27,6 +27,21 @@ struct Xs3leratorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "xs3lerator",
         abstract: "The Passsage data plane: downloads upstream objects with parallel range requests, streams them to the caller, and caches them as content-addressed chunks.",
+        version: "0.2.0",
+        subcommands: [ServeCommand.self, SweepCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+
+    static func main() async {
+        await runReportingErrors(program: "xs3lerator")
+    }
+}
+
+/// `xs3lerator` and `xs3lerator serve`: the HTTP service.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the data plane over HTTP (the default).",
         discussion: """
             GET /<absolute upstream URL> downloads through the engine (cached when the caller sends X-Xs3lerator-Cache-Key);
             HEAD is passed through; POST links a manifest alias; GET /healthz answers ok; GET /metrics gives Prometheus metrics.
@@ -34,8 +49,7 @@ struct Xs3leratorCommand: AsyncParsableCommand {
             both go under --data-dir (a local object directory and SQLite), so the service runs alone.
             Every option can also be set through the environment variable named in its help. Sizes: KiB, MiB, GiB are
             binary (1 MiB = 1,048,576 bytes); k, KB, M, MB, G, GB are decimal (5m = 5,000,000 bytes).
-            """,
-        version: "0.1.0"
+            """
     )
 
     @Option(name: .customLong("bind-ip"), help: "Listen address. [XS3_BIND_IP, default 0.0.0.0]")
@@ -74,35 +88,7 @@ struct Xs3leratorCommand: AsyncParsableCommand {
     @Flag(help: "Accelerator only: ignore cache keys, store nothing. [XS3_PASSTHROUGH]")
     var passthrough = false
 
-    @Option(help: "S3 bucket for chunks; without it chunks go under --data-dir. [XS3_S3_BUCKET]")
-    var s3Bucket: String?
-
-    @Option(help: "S3 endpoint for MinIO, LocalStack or moto (path-style). [XS3_S3_ENDPOINT, default AWS]")
-    var s3Endpoint: String?
-
-    @Option(help: "S3 region. [XS3_S3_REGION, default $AWS_REGION or us-east-1]")
-    var s3Region: String?
-
-    @Option(help: "Key prefix of chunk objects; a '/' is added when missing. [XS3_DATA_PREFIX, default data/]")
-    var dataPrefix: String?
-
-    @Option(help: "Local disk cache of chunks in front of S3. [XS3_CACHE_DIR, default none]")
-    var cacheDir: String?
-
-    @Option(help: "Disk cache eviction stops below this usage of its file system, in percent. [XS3_CACHE_LOW_WATERMARK, default 85]")
-    var cacheLowWatermark: Int?
-
-    @Option(help: "Disk cache eviction starts at this usage of its file system, in percent. [XS3_CACHE_HIGH_WATERMARK, default 95]")
-    var cacheHighWatermark: Int?
-
-    @Option(help: "Elasticsearch URL for manifests; without it they go to SQLite under --data-dir. [XS3_ELASTICSEARCH_URL]")
-    var elasticsearchURL: String?
-
-    @Option(help: "Elasticsearch index of the metadata documents. [XS3_ELASTICSEARCH_INDEX, default passsage_meta]")
-    var elasticsearchManifestIndex: String?
-
-    @Option(help: "Directory for the embedded stores (objects/, metadata.sqlite) when S3 or Elasticsearch is not configured. [XS3_DATA_DIR, default ./xs3lerator-data]")
-    var dataDir: String?
+    @OptionGroup var storage: StorageArguments
 
     @Option(help: "Chunks a cache hit fetches from S3 ahead of its client. [XS3_HIT_READ_AHEAD, default 8]")
     var hitReadAhead: Int?
@@ -119,10 +105,6 @@ struct Xs3leratorCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("v"), .long], help: "Debug logging. [XS3_VERBOSE]")
     var verbose = false
 
-    static func main() async {
-        await runReportingErrors(program: "xs3lerator")
-    }
-
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let env = EnvironmentResolver(environment: environment)
@@ -130,7 +112,8 @@ struct Xs3leratorCommand: AsyncParsableCommand {
         let verbose = try env.flag(verbose, "XS3_VERBOSE", option: "--verbose")
         LoggingSetup.bootstrap(verbose: verbose)
         let logger = Logger(label: "xs3lerator")
-        let storageOptions = try makeStorageOptions(env, environment: environment, passthrough: dataPlaneConfiguration.passthrough)
+        let storageOptions = try storage.options(env, environment: environment, passthrough: dataPlaneConfiguration.passthrough,
+                                                 temporaryDirectoryGiven: tempDir != nil || environment["XS3_TEMP_DIR"].map { !$0.isEmpty } == true)
         let storage = try await StorageSetup.open(storageOptions, logger: logger)
         if let staging = storage.stores?.diskCache?.stagingDirectory, !storageOptions.temporaryDirectoryGiven {
             // Chunk files next to the disk cache: installing a chunk is then a link, not a copy.
@@ -232,32 +215,5 @@ struct Xs3leratorCommand: AsyncParsableCommand {
             passthrough: try env.flag(passthrough, "XS3_PASSTHROUGH", option: "--passthrough"),
             maximumRangeWorkers: maximumWorkers, hitReadAhead: hitReadAhead, uploadConcurrency: uploads)
         return (service, dataPlane)
-    }
-
-    private func makeStorageOptions(_ env: EnvironmentResolver, environment: [String: String], passthrough: Bool) throws -> StorageOptions {
-        var options = StorageOptions()
-        options.passthrough = passthrough
-        options.temporaryDirectoryGiven = try env.value(tempDir, "XS3_TEMP_DIR", option: "--temp-dir") != nil
-        options.bucket = try env.value(s3Bucket, "XS3_S3_BUCKET", option: "--s3-bucket").flatMap { $0.isEmpty ? nil : $0 }
-        options.endpoint = try env.value(s3Endpoint, "XS3_S3_ENDPOINT", option: "--s3-endpoint").flatMap { $0.isEmpty ? nil : $0 }
-        options.region = try env.value(s3Region, "XS3_S3_REGION", option: "--s3-region")
-            ?? environment["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 } ?? "us-east-1"
-        options.dataPrefix = try env.value(dataPrefix, "XS3_DATA_PREFIX", option: "--data-prefix") ?? "data/"
-        options.cacheDirectory = try env.value(cacheDir, "XS3_CACHE_DIR", option: "--cache-dir").flatMap { $0.isEmpty ? nil : $0 }
-        options.lowWatermark = try env.value(cacheLowWatermark, "XS3_CACHE_LOW_WATERMARK", option: "--cache-low-watermark") ?? 85
-        options.highWatermark = try env.value(cacheHighWatermark, "XS3_CACHE_HIGH_WATERMARK", option: "--cache-high-watermark") ?? 95
-        guard (1...100).contains(options.highWatermark), (0..<options.highWatermark).contains(options.lowWatermark) else {
-            throw UsageError("invalid watermarks \(options.lowWatermark)/\(options.highWatermark): expected 0 ≤ --cache-low-watermark < --cache-high-watermark ≤ 100")
-        }
-        options.elasticsearchURL = try env.value(elasticsearchURL, "XS3_ELASTICSEARCH_URL", option: "--elasticsearch-url")
-            .flatMap { $0.isEmpty ? nil : $0 }
-        options.elasticsearchIndex = try env.value(elasticsearchManifestIndex, "XS3_ELASTICSEARCH_INDEX", option: "--elasticsearch-manifest-index")
-            ?? "passsage_meta"
-        if passthrough, options.elasticsearchURL != nil || options.bucket != nil {
-            throw UsageError("--passthrough stores nothing: it cannot be combined with --s3-bucket or --elasticsearch-url")
-        }
-        options.dataDirectory = try env.value(dataDir, "XS3_DATA_DIR", option: "--data-dir") ?? "xs3lerator-data"
-        options.environment = environment
-        return options
     }
 }

@@ -1,5 +1,6 @@
 @testable import DataPlane
 import DownloadPlanning
+import ObjectStore
 import Testing
 
 /// The cache's decisions as plain values: chunk retention and the in-flight table.
@@ -72,6 +73,19 @@ struct CacheLogicTests {
         let sent = table.abandon("j")
         #expect(sent == [w3])
         guard case .create = table.claim("j") else { Issue.record("free again"); return }
+    }
+
+    @Test func sweepTakesOnlyUnreferencedChunksOlderThanTheGrace() {
+        let now: Int64 = 1_000_000
+        let objects = [
+            ObjectSummary(key: "data/a", size: 1, lastModified: now - 7200),  // referenced
+            ObjectSummary(key: "data/b", size: 1, lastModified: now - 7200),  // old, unreferenced
+            ObjectSummary(key: "data/c", size: 1, lastModified: now - 60),    // young: perhaps a miss uploading
+            ObjectSummary(key: "data/d", size: 1, lastModified: nil),         // age unknown: kept
+        ]
+        let (unreferenced, young) = ChunkSweep.classify(objects, referenced: ["data/a"], now: now, grace: .seconds(3600))
+        #expect(unreferenced.map(\.key) == ["data/b"])
+        #expect(young == 2)
     }
 
     @Test func timestampsMatchTheOriginalsFormat() {

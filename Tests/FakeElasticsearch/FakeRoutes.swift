@@ -13,6 +13,9 @@ enum FakeRoutes {
         case (.POST, 3) where segments[1] == "_update": call = "_update"
         case (.POST, 1) where segments[0] == "_bulk", (.POST, 2) where segments[1] == "_bulk": call = "_bulk"
         case (.DELETE, 3) where segments[1] == "_doc": call = "delete"
+        case (.POST, 2) where segments == ["_search", "scroll"]: call = "scroll"
+        case (.DELETE, 2) where segments == ["_search", "scroll"]: call = "clear scroll"
+        case (.POST, 2) where segments[1] == "_search": call = "_search"
         default:
             return FakeReply(status: 400, body: ["error": "no handler found for uri [/\(segments.joined(separator: "/"))] and method [\(method.rawValue)]",
                                                  "status": 400])
@@ -27,6 +30,9 @@ enum FakeRoutes {
         case "_mget": return multiGet(segments[0], body: body, state: state)
         case "_update": return update(segments[0], id: segments[2], body: body, state: &state)
         case "_bulk": return bulk(defaultIndex: segments.count == 2 ? segments[0] : nil, headers: headers, body: body, state: &state)
+        case "_search": return FakeSearch.start(segments[0], body: body, state: state)
+        case "scroll": return FakeSearch.next(body: body, state: state)
+        case "clear scroll": return FakeReply(status: 200, body: ["succeeded": true, "num_freed": 1])
         default: return delete(segments[0], id: segments[2], state: &state)
         }
     }

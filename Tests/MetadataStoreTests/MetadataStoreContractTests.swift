@@ -43,6 +43,32 @@ import Testing
     }
 
     @Test(arguments: MetadataBackend.allCases)
+    func scanVisitsEveryDocumentOnceWithOnlyTheFieldsAsked(_ backend: MetadataBackend) async throws {
+        try await withMetadataStore(backend) { store in
+            try await store.ensureSchema()
+            let ids = (0..<250).map { "https/host/\($0)+v" }
+            _ = try await store.bulkUpdate(ids.enumerated().map { index, id in
+                MetadataUpdate(id: id, fields: index % 3 == 0 ? ["status_code": 200] : ["status_code": 200, "manifest_b64": .string("m\(index)")],
+                               createIfMissing: true)
+            })
+            var seen = [String: MetadataFields]()
+            var pages = 0
+            try await store.scan(fields: ["manifest_b64"], pageSize: 100) { page in
+                pages += 1
+                #expect(page.count <= 100)
+                for (id, fields) in page {
+                    #expect(seen[id] == nil, "\(id) seen twice")
+                    seen[id] = fields
+                }
+            }
+            #expect(seen.count == ids.count && pages >= 3)
+            for (index, id) in ids.enumerated() {
+                #expect(seen[id] == (index % 3 == 0 ? [:] : ["manifest_b64": .string("m\(index)")]), "\(id)")
+            }
+        }
+    }
+
+    @Test(arguments: MetadataBackend.allCases)
     func upsertMergesFieldsAndNullRemovesThem(_ backend: MetadataBackend) async throws {
         try await withMetadataStore(backend) { store in
             try await store.ensureSchema()

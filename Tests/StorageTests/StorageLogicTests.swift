@@ -80,3 +80,15 @@ struct StorageLogicTests {
         #expect(sections["ci"]?["aws_access_key_id"] == "CI")
     }
 }
+
+@Suite("Object store timestamps")
+struct TimestampTests {
+    @Test func s3AndHTTPDatesBecomeEpochSeconds() {
+        #expect(Timestamps.parseISO8601("1970-01-01T00:00:00.000Z") == 0)
+        #expect(Timestamps.parseISO8601("2026-03-05T09:50:00.000Z") == 1_772_704_200)
+        #expect(Timestamps.parseISO8601("2000-02-29T12:00:01Z") == 951_825_601)
+        #expect(Timestamps.parseHTTPDate("Thu, 05 Mar 2026 09:50:00 GMT") == 1_772_704_200)
+        #expect(Timestamps.parseISO8601("2026-13-05T09:50:00Z") == nil)
+        #expect(Timestamps.parseHTTPDate("Thursday, 05-Mar-26 09:50:00 GMT") == nil)
+    }
+}

@@ -82,8 +82,8 @@ final class CachingXs3: Sendable {
     /// The manifest of `key` from the SQLite metadata store, checked against the chunk objects
     /// by `check_chunks.py`: prints `none`, or `ok <chunks>` when every chunk the manifest names
     /// exists under its SHA-256 (and, with `exact`, nothing else is stored).
-    func checkChunks(key: String, moto: MotoServer?, exact: Bool = true) async throws -> String {
-        var arguments = ["python3", Self.script, metadataPath, key, exact ? "exact" : "any"]
+    func checkChunks(key: String, moto: MotoServer?, exact: Bool = true, mode: String? = nil) async throws -> String {
+        var arguments = ["python3", Self.script, metadataPath, key, mode ?? (exact ? "exact" : "any")]
         if let moto { arguments += [moto.endpoint, moto.bucket, moto.accessKey, moto.secretKey] } else { arguments += [directory + "/data/objects"] }
         let result = try await run("/usr/bin/env", arguments, timeout: 120)
         guard result.status == 0 else { throw HarnessError("check_chunks.py failed: \(result.stderr)") }
@@ -217,6 +217,45 @@ struct CacheServiceTests {
             #expect(fixture.origin.stats.plainRequests("/object/\(size)") == plain + 1, "the restart repeats the download")
             try await fixture.waitForQuiet()
             #expect(try await fixture.checkChunks(key: "k/killed", moto: nil, exact: false) == "ok 16")
+        }
+    }
+
+    @Test func sweepListsExactlyTheUnreferencedChunksAndDeletesThemOnlyWhenAsked() async throws {
+        try await CachingXs3.with([]) { fixture in
+            let size: Int64 = 10 << 20
+            for (key, seed) in [("k/kept", 1), ("k/refreshed", 2)] {
+                _ = try await download(fixture.url("/object/\(size)?seed=\(seed)"), headers: ["X-Xs3lerator-Cache-Key: \(key)"])
+            }
+            try await fixture.waitForQuiet()
+            // An alias of the entry about to be refreshed keeps its old chunks referenced.
+            let alias = try await curl(["-w", "%{http_code}", "-X", "POST", "-H", "X-Xs3lerator-Link-Manifest-Source: k/kept",
+                                        "-H", "X-Xs3lerator-Link-Manifest-Target: k/alias", "\(fixture.base)/alias"])
+            #expect(alias.stdout == "204")
+            let old = Set(try await fixture.checkChunks(key: "k/refreshed", moto: nil, exact: false, mode: "keys").split(separator: "\n").map(String.init))
+            _ = try await download(fixture.url("/object/\(size)?seed=3"), headers: ["X-Xs3lerator-Cache-Key: k/refreshed", "X-Xs3lerator-Cache-Skip: true"])
+            try await fixture.waitForQuiet()
+            // Age every chunk by two hours; a sweep with a grace of one hour may then take them.
+            let aged = try await run("/bin/sh", ["-c", "find '\(fixture.directory)/data/objects/data' -type f -exec touch -d '2 hours ago' {} +"])
+            #expect(aged.status == 0)
+            let sweep = { (arguments: [String]) in
+                try await run(builtExecutable("xs3lerator"), ["sweep", "--data-dir", fixture.directory + "/data", "--grace", "1h", "--list"] + arguments)
+            }
+            let dry = try await sweep([])
+            #expect(dry.status == 0, "\(dry.stderr)")
+            let listed = Set(dry.stdout.split(separator: "\n").filter { $0.hasPrefix("data/") }.map(String.init))
+            #expect(listed == old, "exactly the refreshed entry's old chunks")
+            #expect(dry.stdout.contains("deleted 0 (dry run"))
+            let young = try await run(builtExecutable("xs3lerator"), ["sweep", "--data-dir", fixture.directory + "/data"])
+            #expect(young.stdout.contains("unreferenced 0"), "within the default grace nothing is taken: \(young.stdout)")
+            let real = try await sweep(["--delete"])
+            #expect(real.status == 0 && real.stdout.contains("deleted \(old.count), failed 0"), "\(real.stdout)")
+            for key in old { #expect(!FileManager.default.fileExists(atPath: fixture.directory + "/data/objects/" + key)) }
+            for (key, seed) in [("k/kept", 1), ("k/alias", 1), ("k/refreshed", 3)] {
+                let hit = try await curl(["-s", "-D", "-", "-o", "/dev/null", "-H", "X-Xs3lerator-Cache-Key: \(key)", fixture.url("/object/\(size)?seed=\(seed)")])
+                #expect(hit.stdout.lowercased().contains("x-xs3lerator-cache-hit: true"), "\(key) still hits")
+            }
+            let again = try await sweep([])
+            #expect(again.stdout.contains("unreferenced 0"))
         }
     }
 

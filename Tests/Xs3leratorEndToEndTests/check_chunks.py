@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Checks a key's manifest against the stored chunks.
 
-Usage: check_chunks.py METADATA_SQLITE KEY exact|any (OBJECT_DIR | ENDPOINT BUCKET ACCESS_KEY SECRET_KEY)
+Usage: check_chunks.py METADATA_SQLITE KEY exact|any|keys (OBJECT_DIR | ENDPOINT BUCKET ACCESS_KEY SECRET_KEY)
 Prints `none` when the key has no manifest, else `ok <chunks>` when every chunk the manifest names
 is stored under the SHA-256 of its content (v2 manifest, data/ prefix). With `exact`, the store
-must hold nothing but those chunks. Anything else exits 1 with the reason.
+must hold nothing but those chunks; `keys` prints the manifest's chunk keys. Anything else exits 1 with the reason.
 """
 import base64
 import hashlib
@@ -26,6 +26,9 @@ magic, version, algorithm, chunk_size, total, count = struct.unpack("<4sBBQQI", 
 assert magic == b"XS3M" and version == 2 and algorithm == 1, (magic, version, algorithm)
 ids = [raw[26 + 32 * i: 26 + 32 * (i + 1)].hex() for i in range(count)]
 expected_keys = {f"data/{h[0]}/{h[1]}/{h[2]}/{h[3]}/{h}" for h in ids}
+if mode == "keys":
+    print("\n".join(sorted(expected_keys)))
+    sys.exit(0)
 
 if len(sys.argv) == 5:
     root = sys.argv[4]
