@@ -142,6 +142,7 @@ final class DataPlaneFixture: Sendable {
             }
         } catch {
             failure = "\(error)"
+            print("data plane test: body of \(request.url) (key \(request.cacheKey ?? "none")) failed after \(count) bytes: \(error)")
         }
         return Answer(status: response.status.code, headers: response.headers, count: count,
                       sha256: OriginContent.hex(hasher.finalize()), failure: failure)
