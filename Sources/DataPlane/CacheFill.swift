@@ -36,8 +36,8 @@ final class CacheFill: Sendable, StoredChunkSource {
         self.ids = NIOLockedValueBox(Array(repeating: nil, count: download.plan.count))
     }
 
-    /// Waits for the manifest to be written (or for the fill to fail).
-    func finished() async -> Outcome { await outcome.value }
+    /// Waits for the manifest to be written (or for the fill to fail); nil if cancelled first.
+    func finished() async -> Outcome? { await outcome.value }
 
     /// The sink: stores chunks as they complete (uploads bounded by the store's limiter), then
     /// writes the manifest into `metadata`. Runs until the whole object is cached or failed.
@@ -90,27 +90,43 @@ final class CacheFill: Sendable, StoredChunkSource {
 
 /// A value set once, awaited by any number of tasks.
 final class Completion<Value: Sendable>: Sendable {
-    private let state = NIOLockedValueBox<(value: Value?, waiters: [CheckedContinuation<Value, Never>])>((nil, []))
+    private struct State {
+        var value: Value?
+        var waiters: [Int: CheckedContinuation<Value?, Never>] = [:]
+        var nextID = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
 
     func complete(_ value: Value) {
-        let waiters = state.withLockedValue { state -> [CheckedContinuation<Value, Never>] in
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Value?, Never>] in
             guard state.value == nil else { return [] }
             state.value = value
             defer { state.waiters.removeAll() }
-            return state.waiters
+            return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume(returning: value) }
     }
 
-    var value: Value {
+    /// The value once set; nil if the waiting task is cancelled first.
+    var value: Value? {
         get async {
-            await withCheckedContinuation { continuation in
-                let ready = state.withLockedValue { state -> Value? in
-                    if let value = state.value { return value }
-                    state.waiters.append(continuation)
-                    return nil
+            let id = state.withLockedValue { state -> Int in
+                state.nextID += 1
+                return state.nextID
+            }
+            return await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
+                    let ready = state.withLockedValue { state -> Value?? in
+                        if let value = state.value { return .some(value) }
+                        if Task.isCancelled { return .some(nil) }
+                        state.waiters[id] = continuation
+                        return nil
+                    }
+                    if let ready { continuation.resume(returning: ready) }
                 }
-                if let ready { continuation.resume(returning: ready) }
+            } onCancel: {
+                state.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
             }
         }
     }

@@ -46,7 +46,7 @@ extension DataPlane {
             reader.cancel()
             if let unavailable = error as? ChunkUnavailable, unavailable.kind != .unreachable {
                 logger.warning("cached entry is damaged; clearing it and refetching", metadata: ["key": "\(key)", "error": "\(error)"])
-                await clearManifest(key)
+                await clearManifest(key, ifStill: manifest)
             } else {
                 logger.warning("cached entry cannot be read now; going upstream", metadata: ["key": "\(key)", "error": "\(error)"])
             }
@@ -57,7 +57,7 @@ extension DataPlane {
             if let unavailable = error as? ChunkUnavailable, unavailable.kind != .unreachable {
                 logger.error("cached entry damaged mid-response; aborting it and clearing the entry",
                              metadata: ["key": "\(key)", "error": "\(error)"])
-                background.run { await self.clearManifest(key) }
+                background.run { await self.clearManifest(key, ifStill: manifest) }
             } else {
                 logger.warning("reading a cached entry failed mid-response; aborting it", metadata: ["key": "\(key)", "error": "\(error)"])
             }
@@ -74,11 +74,14 @@ extension DataPlane {
         return try ManifestCodec.decodeBase64(encoded)
     }
 
-    /// Removes the key's manifest (the rest of its document stays): the next request misses.
-    /// Chunks are never deleted here; they may be shared (`sweep` removes unreferenced ones).
-    func clearManifest(_ key: String) async {
+    /// Removes the key's manifest (the rest of its document stays) if it is still `damaged`,
+    /// the one found broken (a newer one, or a stale copy the caller sent, is left alone): the
+    /// next request misses. Chunks are never deleted here; they may be shared (`sweep` removes
+    /// unreferenced ones).
+    func clearManifest(_ key: String, ifStill damaged: Manifest) async {
         guard let storage else { return }
         do {
+            guard try await loadManifest(key) == damaged else { return }
             _ = try await storage.metadata.bulkUpdate([MetadataUpdate(id: key, fields: ["manifest_b64": .null])])
         } catch {
             logger.warning("clearing a damaged manifest failed", metadata: ["key": "\(key)", "error": "\(error)"])

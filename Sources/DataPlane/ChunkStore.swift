@@ -126,9 +126,8 @@ final class ChunkStore: Sendable {
             throw ChunkUnavailable(kind: .unreachable, chunk: id.hex, detail: "\(error)")
         }
         guard download.info.size == length else {
-            _ = try? await objects.delete([key])
-            throw ChunkUnavailable(kind: .corrupt, chunk: id.hex,
-                                   detail: "stored object has \(download.info.size) bytes, expected \(length); it was deleted")
+            // The length is the manifest's claim; the content decides whether the object is bad.
+            throw ChunkUnavailable(kind: .corrupt, chunk: id.hex, detail: "stored object has \(download.info.size) bytes, the manifest says \(length)")
         }
         let staged = try TemporaryChunkFile(directory: stagingDirectory)
         defer { staged.close() }

@@ -90,7 +90,13 @@ public final class DiskCache: Sendable {
         defer { index.withLockedValue { $0.use(id.hex, size: length) } }
         if verified.withLockedValue({ $0[id.hex] }) == identity { return file }
         guard id.algorithm == .sha256 else { return file }
-        guard let digest = try? await Self.sha256(of: file, length: length), digest == id.bytes else {
+        let digest: [UInt8]
+        do {
+            digest = try await Self.sha256(of: file, length: length)
+        } catch {
+            return nil  // could not read it now; that proves nothing against the file
+        }
+        guard digest == id.bytes else {
             discard(path)
             return nil
         }
@@ -140,7 +146,7 @@ public final class DiskCache: Sendable {
         }
     }
 
-    func leastRecentlyUsed(_ count: Int) -> [String] {
+    func leastRecentlyUsed(_ count: Int) -> [(name: String, size: Int64)] {
         index.withLockedValue { $0.leastRecentlyUsed(count) }
     }
 

@@ -29,10 +29,10 @@ struct DiskCacheIndex: Sendable {
         if let old = entries.removeValue(forKey: name) { totalBytes -= old.size }
     }
 
-    /// Up to `count` names, least recently used first.
-    func leastRecentlyUsed(_ count: Int) -> [String] {
+    /// Up to `count` names with their sizes, least recently used first.
+    func leastRecentlyUsed(_ count: Int) -> [(name: String, size: Int64)] {
         Array(entries.sorted { $0.value.lastUse < $1.value.lastUse || ($0.value.lastUse == $1.value.lastUse && $0.key < $1.key) }
-            .prefix(count).map(\.key))
+            .prefix(count).map { ($0.key, $0.value.size) })
     }
 
     private mutating func record(_ name: String, _ entry: Entry) {

@@ -22,32 +22,46 @@ extension DiskCache {
         }
     }
 
-    /// One round: at or above the high watermark, evicts least recently used chunks until usage
-    /// is below the low one; below the low one, leaves degraded mode. Returns the evictions.
+    /// One round: at or above the high watermark, evicts least recently used chunks, sorted
+    /// once, until the bytes freed bring usage below the low one; below the low one, leaves
+    /// degraded mode. Returns the evictions.
     @discardableResult
     func checkUsage(metrics: DataPlaneMetrics, logger: Logger) async -> Int {
-        guard let watermarks, let usage = usagePercent() else { return 0 }
+        guard let watermarks, let usage = usagePercent(), let total = capacityBytes() else { return 0 }
         var evicted = 0
         if usage >= watermarks.high {
-            var current = usage
-            while current >= watermarks.low {
-                let victims = leastRecentlyUsed(32)
-                guard !victims.isEmpty else { break }
-                for name in victims {
+            let toFree = Int64(usage - watermarks.low + 1) * total / 100
+            let order = leastRecentlyUsed(Int.max)
+            evicted = (try? await NIOThreadPool.singleton.runIfActive { [self] () -> Int in
+                var freed: Int64 = 0
+                var count = 0
+                for (name, size) in order where freed < toFree {
                     evict(name)
-                    evicted += 1
-                    if let now = usagePercent() { current = now }
-                    if current < watermarks.low { break }
+                    freed += size
+                    count += 1
                 }
-            }
+                return count
+            }) ?? 0
             metrics.evicted(evicted)
-            logger.info("disk cache eviction", metadata: ["from-percent": "\(usage)", "to-percent": "\(current)", "evicted": "\(evicted)"])
+            logger.info("disk cache eviction", metadata: ["from-percent": "\(usage)", "to-percent": "\(usagePercent() ?? -1)",
+                                                          "evicted": "\(evicted)"])
         }
         if let now = usagePercent(), now < watermarks.low, let lasted = leaveDegradedMode() {
             metrics.degraded(for: lasted)
             logger.notice("disk cache: space is back; caching to disk again", metadata: ["degraded-for": "\(lasted)"])
         }
         return evicted
+    }
+
+    /// What the watermarks are a percentage of, in bytes.
+    func capacityBytes() -> Int64? {
+        switch capacity {
+        case .bytes(let limit): return limit
+        case .fileSystem:
+            var info = statvfs()
+            guard statvfs(root, &info) == 0 else { return nil }
+            return Int64(info.f_blocks) * Int64(info.f_frsize)
+        }
     }
 
     /// Usage in percent of the capacity; nil when it cannot be measured.

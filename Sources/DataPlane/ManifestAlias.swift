@@ -14,7 +14,7 @@ extension DataPlane {
         guard let storage else { return .text(.notFound, "not found: this data plane has no cache\n") }
         if let fill = fills.active(source) {
             let finished = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { _ = await fill.finished(); return true }
+                group.addTask { await fill.finished() != nil }
                 group.addTask { [timeout = configuration.linkWaitTimeout] in
                     try? await Task.sleep(for: timeout)
                     return false

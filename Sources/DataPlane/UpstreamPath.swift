@@ -45,7 +45,8 @@ extension DataPlane {
     func miss(_ request: DataPlaneRequest, key: String) async -> DataPlaneResponse {
         switch await fills.claim(key) {
         case .join(let fill):
-            if fill.download.failure == nil {
+            // A fill whose sink gave up may already have dropped chunks a new reader would need.
+            if fill.download.failure == nil, fill.download.sinkIsActive {
                 metrics.collapsedJoin()
                 return respond(from: fill, range: request.range)
             }

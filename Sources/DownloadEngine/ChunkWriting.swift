@@ -170,7 +170,7 @@ extension ChunkedDownload {
     /// Decides what the in-order stream does at object offset `position` of chunk `index`;
     /// waits while the chunk lies beyond the read-ahead window.
     func acquireForStream(_ index: Int, at position: Int64, skipUnneeded: Bool) async throws -> StreamStep {
-        let readAhead = settings.readAhead
+        let readAhead = self.readAhead
         while true {
             let step: StreamStep? = coordinator.update { state in
                 let slot = state.board.slots[index]

@@ -32,6 +32,10 @@ public final class ChunkedDownload: Sendable {
     let budget: WorkerBudget?
     /// Keyed download: hashes chunks and keeps them for a sink.
     public let caching: Bool
+    /// How far past the window's start units may be fetched: the configured read-ahead, but at
+    /// least one chunk of this plan (chunks grow for huge objects), or a keyed download's first
+    /// unstored chunk could never be fetched whole and the sink would wait forever.
+    let readAhead: Int64
     private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     /// Builds the download for a 200 `initial` response of `size` bytes, of which the client
@@ -49,6 +53,7 @@ public final class ChunkedDownload: Sendable {
         let wanted = units.chunks(overlapping: span)
         let needed: ClosedRange<Int>? = caching ? nil : wanted
         self.caching = caching
+        self.readAhead = Swift.max(settings.readAhead, plan.chunkSize)
         self.plan = plan
         self.units = units
         self.span = span
@@ -90,6 +95,10 @@ public final class ChunkedDownload: Sendable {
 
     /// Chunk files open right now (for tests and stats).
     public var openChunkFiles: Int { coordinator.read { $0.files.count } }
+
+    /// Whether the sink still stores this download: a reader joining it can rely on stored
+    /// copies of released chunks.
+    public var sinkIsActive: Bool { coordinator.read { $0.retention.sink == .active } }
 
     /// The download's failure, once it has failed or was stopped.
     public var failure: (any Error)? { coordinator.read { $0.failure } }
@@ -168,7 +177,7 @@ public final class ChunkedDownload: Sendable {
     private func runWorker(_ id: Int) async throws {
         let writer = ChunkBoard.Writer.worker(id)
         while true {
-            let readAhead = settings.readAhead
+            let readAhead = self.readAhead
             // Workers beyond the probe take a slot of the service-wide budget before they claim
             // work, and give it back after each unit, so downloads take turns.
             var holdsSlot = false
@@ -285,7 +294,8 @@ public final class ChunkedDownload: Sendable {
         let start = coordinator.read { state in
             state.board.slots.first { $0.isNeeded && !$0.isDone }?.resumeOffset ?? plan.totalSize
         }
-        let last = units.range(of: units.chunks(overlapping: span).upperBound).upperBound - 1
+        // A cache fill needs the whole object, whatever span its first client asked for.
+        let last = caching ? plan.totalSize - 1 : units.range(of: units.chunks(overlapping: span).upperBound).upperBound - 1
         var request = rangeRequest
         if start > 0 || last < plan.totalSize - 1 {
             request.headers.replaceOrAdd(name: "Range", value: "bytes=\(start)-\(last)")

@@ -12,30 +12,43 @@ import Darwin
 /// returns to the file system when it is closed, and a crash leaves nothing behind. Positional
 /// reads and writes run on `NIOThreadPool`, never on an event loop or the cooperative pool.
 public final class TemporaryChunkFile: Sendable {
-    private let descriptor: NIOLockedValueBox<CInt?>
+    /// The descriptor is closed only once no read or write is using it: a positional call that
+    /// waits on the thread pool must never find its number reused by another file.
+    private struct State {
+        var descriptor: CInt?
+        var users = 0
+        var closeRequested = false
+    }
+
+    private let state: NIOLockedValueBox<State>
     private let threadPool: NIOThreadPool
 
     public init(directory: String, threadPool: NIOThreadPool = .singleton) throws {
-        self.descriptor = NIOLockedValueBox(try Self.openUnlinked(in: directory))
+        self.state = NIOLockedValueBox(State(descriptor: try Self.openUnlinked(in: directory)))
         self.threadPool = threadPool
     }
 
     deinit {
-        if let fd = descriptor.withLockedValue({ $0 }) { closeDescriptor(fd) }
+        if let fd = state.withLockedValue({ $0.descriptor }) { closeDescriptor(fd) }
     }
 
-    /// Releases the space now; later reads and writes fail.
+    /// Releases the space (once reads and writes in progress are done); later ones fail.
     public func close() {
-        descriptor.withLockedValue { fd in
-            if let open = fd { closeDescriptor(open) }
-            fd = nil
+        let closeNow: CInt? = state.withLockedValue { state in
+            guard !state.closeRequested else { return nil }
+            state.closeRequested = true
+            guard state.users == 0, let fd = state.descriptor else { return nil }
+            state.descriptor = nil
+            return fd
         }
+        if let closeNow { closeDescriptor(closeNow) }
     }
 
     /// Writes all of `buffer` at `offset`.
     public func write(_ buffer: ByteBuffer, at offset: Int64) async throws {
-        let fd = try openDescriptor("write")
-        try await threadPool.runIfActive {
+        let fd = try acquire("write")
+        try await threadPool.runIfActive { [self] in
+            defer { release() }
             try buffer.withUnsafeReadableBytes { raw in
                 var done = 0
                 while done < raw.count {
@@ -53,8 +66,9 @@ public final class TemporaryChunkFile: Sendable {
     /// Reads exactly `count` bytes at `offset`; a short read is an error (the bytes were
     /// recorded as written, so they must be there).
     public func read(at offset: Int64, count: Int) async throws -> ByteBuffer {
-        let fd = try openDescriptor("read")
-        return try await threadPool.runIfActive {
+        let fd = try acquire("read")
+        return try await threadPool.runIfActive { [self] in
+            defer { release() }
             var buffer = ByteBufferAllocator().buffer(capacity: count)
             try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
                 var done = 0
@@ -73,17 +87,34 @@ public final class TemporaryChunkFile: Sendable {
         }
     }
 
-    /// A read-only handle of its own on the same file, valid after this one is closed.
-    public func duplicate() throws -> ReadableFile {
-        try ReadableFile(duplicating: try openDescriptor("duplicate"))
-    }
-
-    private func openDescriptor(_ operation: String) throws -> CInt {
-        guard let fd = descriptor.withLockedValue({ $0 }) else {
-            throw FileError(operation: operation, path: "temporary chunk file (released)", errno: EBADF)
+    /// The descriptor, counted as in use until `release`.
+    private func acquire(_ operation: String) throws -> CInt {
+        let fd: CInt? = state.withLockedValue { state in
+            guard !state.closeRequested, let fd = state.descriptor else { return nil }
+            state.users += 1
+            return fd
         }
+        guard let fd else { throw FileError(operation: operation, path: "temporary chunk file (released)", errno: EBADF) }
         return fd
     }
+
+    private func release() {
+        let closeNow: CInt? = state.withLockedValue { state in
+            state.users -= 1
+            guard state.users == 0, state.closeRequested, let fd = state.descriptor else { return nil }
+            state.descriptor = nil
+            return fd
+        }
+        if let closeNow { closeDescriptor(closeNow) }
+    }
+
+    /// A read-only handle of its own on the same file, valid after this one is closed.
+    public func duplicate() throws -> ReadableFile {
+        let fd = try acquire("duplicate")
+        defer { release() }
+        return try ReadableFile(duplicating: fd)
+    }
+
 
     /// `O_TMPFILE` where the file system has it; otherwise an exclusive `mkstemp` name,
     /// unlinked at once.
