@@ -199,7 +199,8 @@ private struct HitBody: AsyncSequence, Sendable {
                 let start = Swift.max(reader.span.lowerBound, chunk.lowerBound) - chunk.lowerBound
                 let end = Swift.min(reader.span.upperBound + 1, chunk.upperBound) - chunk.lowerBound
                 reader.metrics.bytesServed(from: fromDisk ? .disk : .objectStore, end - start)
-                current = file.stream(range: start..<end).makeAsyncIterator()
+                // Large pieces: fewer trips to the thread pool on the hot path of a hit.
+                current = file.stream(range: start..<end, pieceSize: 1 << 20).makeAsyncIterator()
             }
         }
     }
