@@ -51,6 +51,16 @@ let canMount: Bool = {
 
 @Suite("Data plane: disk cache", .serialized)
 struct DiskCacheTests {
+    @Test func startUpRemovesStagingFilesACrashLeftBehind() throws {
+        // Bug 33: the original never cleaned its staging directory.
+        let root = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/.tmp", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: root + "/.tmp/abc.123", contents: Data(repeating: 1, count: 100))
+        let cache = try DiskCache(root: root, watermarks: .init(low: 50, high: 60))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache.stagingDirectory).isEmpty)
+    }
+
     @Test(.enabled(if: canMount, "needs to mount a tmpfs"))
     func evictionKeepsUsageBetweenTheWatermarksLeastRecentlyUsedFirst() async throws {
         let small = try #require(try SmallFileSystem.mount(megabytes: 40))

@@ -100,6 +100,19 @@ struct RevalidationTests {
         }
     }
 
+    @Test func backgroundRevalidationWithNothingCachedFetchesNow() async throws {
+        // Bug 24: the original answered 404 or 500.
+        try await DataPlaneFixture.with { fixture in
+            let answer = await fixture.get("/object/5000", key: "k/nothing") {
+                $0.ifNoneMatch = "\"obj-5000\""
+                $0.backgroundRevalidate = true
+            }
+            #expect(answer.status == 200 && answer.sha256 == expected(0..<5000))
+            #expect(answer.header("X-Xs3lerator-Cache-Hit") == "false")
+            _ = try await fixture.waitForManifest("k/nothing")
+        }
+    }
+
     @Test func anAliasSharesChunksAndSurvivesARefreshOfItsSource() async throws {
         // Bug 17: refreshing the source deleted chunks the alias still used.
         try await DataPlaneFixture.with(separateDiskCache: true) { fixture in
