@@ -12,7 +12,8 @@ import Testing
 struct MissAndHitTests {
     @Test func missStoresContentAddressedChunksThenHitsWithoutUpstream() async throws {
         try await DataPlaneFixture.with(separateDiskCache: true) { fixture in
-            let size: Int64 = 20 << 20 + 12345
+            // The acceptance's 300 MiB, through the in-process API with no HTTP server.
+            let size: Int64 = 300 << 20 + 12345
             let path = "/object/\(size)"
             let miss = await fixture.get(path, key: "k/miss-hit")
             #expect(miss.status == 200 && miss.failure == nil)
@@ -29,6 +30,7 @@ struct MissAndHitTests {
             #expect(keys == Set(try manifest.chunks.map(fixture.chunkKey)))
             for (index, id) in manifest.chunks.enumerated() {
                 let bytes = try await fixture.objects.get(try fixture.chunkKey(id)).body.collect(upTo: 2 << 20)
+                #expect(Int64(bytes.readableBytes) == manifest.byteRange(ofChunk: index).count)
                 let digest = bytes.withUnsafeReadableBytes { Array(SHA256.hash(data: $0)) }
                 #expect(digest == id.bytes, "chunk \(index) is stored under its own hash")
                 #expect(FileManager.default.fileExists(atPath: fixture.diskPath(id)), "chunk \(index) is in the disk cache")

@@ -185,6 +185,77 @@ struct CacheServiceTests {
         }
     }
 
+    @Test func chunksDamagedInS3AndOnDiskAreCaughtBeforeTheHeadersOrAbortMidStream() async throws {
+        let moto = try await MotoServer.start()
+        try await withTeardown({
+            try await CachingXs3.with(["--s3-bucket", moto.bucket, "--s3-endpoint", moto.endpoint, "--cache-dir", "$DIR/disk",
+                                       "--hit-read-ahead", "1"],
+                                      environment: moto.environment()) { fixture in
+                let size: Int64 = 24 << 20
+                let path = "/object/\(size)"
+                let headers = ["X-Xs3lerator-Cache-Key: k/damaged"]
+                _ = try await download(fixture.url(path), headers: headers)
+                try await fixture.waitForQuiet()
+                let keys = try await fixture.checkChunks(key: "k/damaged", moto: moto, exact: false, mode: "keys")
+                    .split(separator: "\n").map(String.init)
+                #expect(keys.count == 6)
+                // Damage chunk 3 everywhere: deleted from S3 and from the disk cache.
+                func damage(_ key: String, _ action: String) async throws {
+                    let script = """
+                        import boto3, sys
+                        s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                                          aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])
+                        if sys.argv[5] == "delete":
+                            s3.delete_object(Bucket="\(moto.bucket)", Key=sys.argv[4])
+                        else:
+                            body = bytearray(s3.get_object(Bucket="\(moto.bucket)", Key=sys.argv[4])["Body"].read())
+                            body[100] ^= 0xff
+                            s3.put_object(Bucket="\(moto.bucket)", Key=sys.argv[4], Body=bytes(body))
+                        """
+                    let result = try await run("/usr/bin/env", ["python3", "-c", script, moto.endpoint, moto.accessKey, moto.secretKey, key, action])
+                    #expect(result.status == 0, "\(result.stderr)")
+                    let local = fixture.cacheDirectory + "/" + key.dropFirst("data/".count)
+                    if action == "delete" {
+                        try FileManager.default.removeItem(atPath: local)
+                    } else {
+                        let handle = try #require(FileHandle(forUpdatingAtPath: local))
+                        try handle.seek(toOffset: 100)
+                        let byte = try #require(try handle.read(upToCount: 1))
+                        try handle.seek(toOffset: 100)
+                        try handle.write(contentsOf: Data([byte[0] ^ 0xff]))
+                        try handle.close()
+                    }
+                }
+                try await damage(keys[3], "delete")
+                let plain = fixture.origin.stats.plainRequests(path)
+                let refetched = try await download(fixture.url(path), headers: headers)
+                #expect(refetched.status == 200 && refetched.sha256 == OriginContent.sha256(range: 0..<size), "the right bytes, from upstream")
+                #expect(fixture.origin.stats.plainRequests(path) == plain + 1)
+                try await fixture.waitForQuiet()
+                #expect(try await fixture.checkChunks(key: "k/damaged", moto: moto, exact: false) == "ok 6", "the entry is repaired")
+
+                // Corrupt (same length) a later chunk everywhere: found mid-stream, the connection aborts.
+                let manifestKeys = try await fixture.checkChunks(key: "k/damaged", moto: moto, exact: false, mode: "keys")
+                    .split(separator: "\n").map(String.init)
+                let order = try await run("/usr/bin/env", ["python3", "-c", """
+                    import base64, json, sqlite3, sys
+                    row = sqlite3.connect(sys.argv[1]).execute("SELECT fields FROM documents WHERE id = 'k/damaged'").fetchone()
+                    raw = base64.b64decode(json.loads(row[0])["manifest_b64"])
+                    print(raw[26 + 32 * 4: 26 + 32 * 5].hex())
+                    """, fixture.metadataPath])
+                let fifth = order.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                let victim = try #require(manifestKeys.first { $0.hasSuffix(fifth) })
+                try await damage(victim, "corrupt")
+                let aborted = try await run("/bin/bash", ["-c", "curl -sS -o /dev/null -w '%{http_code} %{size_download}' -H 'X-Xs3lerator-Cache-Key: k/damaged' '\(fixture.url(path))'"])
+                #expect(aborted.status != 0, "curl sees the connection end before Content-Length: \(aborted.stdout)")
+                #expect(aborted.stdout.hasPrefix("200 ") && Int64(aborted.stdout.split(separator: " ").last ?? "") ?? size < size)
+                try await waitUntil(timeout: 20, "the damaged manifest to be cleared") {
+                    try await fixture.checkChunks(key: "k/damaged", moto: moto, exact: false) == "none"
+                }
+            }
+        }) { await moto.stop() }
+    }
+
     @Test func s3RefusingUploadsServesTheClientAndWritesNoManifest() async throws {
         let moto = try await MotoServer.start()
         try await withTeardown({
