@@ -1,4 +1,5 @@
 import Crypto
+import StorageCore
 
 /// AWS Signature Version 4 for one service and region, as S3 expects it (no path normalisation,
 /// no double encoding). Pure: the caller passes the time and the credentials.
@@ -165,28 +166,9 @@ public enum AWSTimestamp {
         return String(repeating: "0", count: max(0, width - text.count)) + text
     }
 
-    // Howard Hinnant's civil-from-days and days-from-civil algorithms.
-    static func civil(_ epoch: Int64) -> (Int64, Int64, Int64, Int64, Int64, Int64) {
-        let days = epoch >= 0 ? epoch / 86400 : (epoch - 86399) / 86400
-        let secs = epoch - days * 86400
-        let z = days + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-        return (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
-    }
+    static func civil(_ epoch: Int64) -> (Int64, Int64, Int64, Int64, Int64, Int64) { Timestamps.civil(epoch) }
 
     static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
+        Timestamps.days(fromCivil: year, month, day)
     }
 }

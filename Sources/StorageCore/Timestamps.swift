@@ -32,15 +32,36 @@ public enum Timestamps {
         return value
     }
 
-    /// Days from the civil date (Howard Hinnant's algorithm), then seconds.
     private static func seconds(year: Int64, month: Int64, day: Int64, hour: Int64, minute: Int64, second: Int64) -> Int64? {
         guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60 else { return nil }
+        return days(fromCivil: year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    }
+
+    // Howard Hinnant's civil-from-days and days-from-civil algorithms.
+
+    /// (year, month, day, hour, minute, second) in UTC of `epoch` seconds.
+    public static func civil(_ epoch: Int64) -> (Int64, Int64, Int64, Int64, Int64, Int64) {
+        let days = epoch >= 0 ? epoch / 86400 : (epoch - 86399) / 86400
+        let secs = epoch - days * 86400
+        let z = days + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        return (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+    }
+
+    /// Days since 1970-01-01 of a civil date.
+    public static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        let days = era * 146_097 + dayOfEra - 719_468
-        return days * 86400 + hour * 3600 + minute * 60 + second
+        let yoe = y - era * 400
+        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
     }
 }
