@@ -169,7 +169,7 @@ let package = Package(
             "TestOrigin", "TestSupport", "xs3lerator", "FakeElasticsearch", "MetadataStore",
         ], exclude: ["check_chunks.py"]),
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
-        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + ["DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane"]),
+        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + [.product(name: "NIOEmbedded", package: "swift-nio"), "DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane"]),
         // The data plane in process (no HTTP server): misses, hits, collapsing, damage, revalidation,
         // aliases, against our origin, local stores and SQLite.
         .testTarget(name: "DataPlaneTests", dependencies: nio + [

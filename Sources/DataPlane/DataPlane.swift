@@ -113,6 +113,9 @@ public final class DataPlane: Sendable {
         var headers = DataPlaneHeaders.upstreamRequestHeaders(from: request.headers, keyed: keyed && request.method == .GET)
         if let etag = validators.ifNoneMatch { headers.replaceOrAdd(name: "If-None-Match", value: etag) }
         if let date = validators.ifModifiedSince { headers.replaceOrAdd(name: "If-Modified-Since", value: date) }
+        // RFC 9110 §7.6.3: a proxy says so in Via. It also marks our own requests, so one that
+        // comes back to us (a URL naming this service, or a replica behind the same balancer) is refused.
+        headers.add(name: "Via", value: DataPlaneHeaders.via)
         return UpstreamRequest(url: request.url, method: request.method, headers: headers,
                                tlsSkipVerify: configuration.upstreamTLSSkipVerify || request.tlsSkipVerify,
                                connectTimeout: request.connectTimeout ?? configuration.upstreamConnectTimeout,

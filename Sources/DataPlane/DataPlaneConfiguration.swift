@@ -27,11 +27,15 @@ public struct DataPlaneConfiguration: Sendable {
     /// A stored chunk older than this is uploaded again when a download needs it, so that a
     /// `sweep` with twice this grace never deletes a chunk a new manifest names.
     public var chunkRefreshAge: Duration
+    /// Background revalidations running at once, across all keys. Past it, a stale hit is served
+    /// without starting another (the next request for the key tries again).
+    public var maximumBackgroundRefreshes: Int
 
     public init(download: DownloadSettings, upstreamTLSSkipVerify: Bool = false, upstreamConnectTimeout: Duration = .seconds(30),
                 upstreamReadTimeout: Duration? = .seconds(300), passthrough: Bool = false, maximumRangeWorkers: Int = 16,
                 hitReadAhead: Int = 8, uploadConcurrency: Int = 8, linkWaitTimeout: Duration = .seconds(60),
-                diskCacheCheckInterval: Duration = .seconds(10), chunkRefreshAge: Duration = .seconds(12 * 3600)) {
+                diskCacheCheckInterval: Duration = .seconds(10), chunkRefreshAge: Duration = .seconds(12 * 3600),
+                maximumBackgroundRefreshes: Int = 32) {
         self.download = download
         self.upstreamTLSSkipVerify = upstreamTLSSkipVerify
         self.upstreamConnectTimeout = upstreamConnectTimeout
@@ -43,6 +47,7 @@ public struct DataPlaneConfiguration: Sendable {
         self.linkWaitTimeout = linkWaitTimeout
         self.diskCacheCheckInterval = diskCacheCheckInterval
         self.chunkRefreshAge = chunkRefreshAge
+        self.maximumBackgroundRefreshes = max(1, maximumBackgroundRefreshes)
     }
 }
 

@@ -20,6 +20,16 @@ public enum DataPlaneHeaders {
     /// (including those named in `Connection`), no `Host` (set from the URL), no `Range` (the
     /// data plane asks for its own ranges), no `Content-Length` (GET and HEAD carry no body).
     /// Values that are not visible ASCII are dropped.
+    /// Our `Via` entry on every upstream request.
+    public static let via = "1.1 xs3lerator"
+
+    /// Whether a request has been through an xs3lerator already: its own request, come back.
+    public static func hasLooped(_ headers: HTTPHeaders) -> Bool {
+        headers[canonicalForm: "via"].contains { entry in
+            entry.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first == "xs3lerator"
+        }
+    }
+
     public static func upstreamRequestHeaders(from client: HTTPHeaders, keyed: Bool = false) -> HTTPHeaders {
         let named = Set(client[canonicalForm: "connection"].map { $0.lowercased() })
         var result = HTTPHeaders()

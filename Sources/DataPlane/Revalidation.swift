@@ -61,9 +61,13 @@ extension DataPlane {
                                                      extraHeaders: ["X-Xs3lerator-Background-Revalidate": "accepted"]) else {
             return await miss(request, key: key)
         }
-        guard revalidating.withLockedValue({ $0.insert(key).inserted }) else { return response }
+        let limit = configuration.maximumBackgroundRefreshes
+        guard revalidating.withLockedValue({ $0.count < limit && $0.insert(key).inserted }) else { return response }
         var refreshRequest = request
         refreshRequest.range = nil
+        // Nobody waits on a background refresh, so "no read timeout" would let a stalled origin
+        // hold its connection for ever: it gets the default one (or 5 minutes) instead.
+        if case .some(.none) = request.readTimeout { refreshRequest.readTimeout = .some(configuration.upstreamReadTimeout ?? .seconds(300)) }
         let refresh = refreshRequest
         background.run { [self] in
             await refreshInBackground(refresh, key: key)

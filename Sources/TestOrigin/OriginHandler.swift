@@ -85,6 +85,9 @@ final class OriginHandler: ChannelInboundHandler {
             let rest = segments.dropFirst(2).joined(separator: "/") + (parts.count > 1 ? "?" + parts[1] : "")
             let location = hops == 1 ? "/" + rest : "/redirect/\(hops - 1)/" + rest
             respond(.found, body: "", extra: [("Location", location)], context: context)
+        case (.GET, "location"):
+            // /location?to=<URL>: a 302 to exactly that Location, however wrong it is.
+            respond(.found, body: "", extra: [("Location", query["to"] ?? "")], context: context)
         case (.POST, "upload"), (.PUT, "upload"):
             dropNextRequest = query["dropnext"] != nil
             let digest = uploadHasher.map { OriginContent.hex($0.finalize()) } ?? ""

@@ -23,6 +23,15 @@ public struct ContractHeaders: Sendable, Hashable {
 
     public static let prefix = "x-xs3lerator-"
 
+    /// The longest timeout a caller can ask for. Larger values are clamped (and huge ones would
+    /// overflow the conversion to milliseconds).
+    public static let longestTimeout: Duration = .seconds(86_400)
+
+    static func duration(seconds: Double) -> Duration {
+        let limit = 86_400.0
+        return .milliseconds(Int64(min(seconds, limit) * 1000))
+    }
+
     public init() {}
 
     public init(_ headers: HTTPHeaders) {
@@ -47,8 +56,8 @@ public struct ContractHeaders: Sendable, Hashable {
         ifModifiedSince = value("If-Modified-Since")
         staleIfError = flag("Stale-If-Error")
         backgroundRevalidate = flag("Background-Revalidate")
-        if let connect = seconds("Connect-Timeout"), connect > 0 { connectTimeout = .milliseconds(Int64(connect * 1000)) }
-        if let read = seconds("Read-Timeout") { readTimeout = read > 0 ? .some(.milliseconds(Int64(read * 1000))) : .some(nil) }
+        if let connect = seconds("Connect-Timeout"), connect > 0 { connectTimeout = Self.duration(seconds: connect) }
+        if let read = seconds("Read-Timeout") { readTimeout = read > 0 ? .some(Self.duration(seconds: read)) : .some(nil) }
         linkManifestSource = value("Link-Manifest-Source")
         linkManifestTarget = value("Link-Manifest-Target")
     }

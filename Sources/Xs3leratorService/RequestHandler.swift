@@ -54,6 +54,9 @@ struct RequestHandler: Sendable {
                                   body: ByteStream(buffers: [ByteBuffer(bytes: metrics.render())]))
             }
         }
+        if DataPlaneHeaders.hasLooped(head.headers) {
+            return { Self.text(.loopDetected, "loop detected: this request came from xs3lerator itself\n") }
+        }
         let authenticated: Bool
         if let token = configuration.authToken {
             guard let given = head.headers.first(name: "X-Xs3lerator-Auth"), Self.constantTimeEqual(given, token) else {

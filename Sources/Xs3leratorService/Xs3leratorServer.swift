@@ -37,9 +37,14 @@ public final class Xs3leratorServer: Service, Sendable {
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .bind(host: configuration.bindHost, port: configuration.port) { channel in
+                // A client that half-closes after its request still gets its response.
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .bind(host: configuration.bindHost, port: configuration.port) { [configuration] channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(
+                            ConnectionDeadlines(headTimeout: TimeAmount(configuration.requestHeadTimeout),
+                                                writeStallTimeout: TimeAmount(configuration.writeStallTimeout)))
                         return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
                     }
                 }

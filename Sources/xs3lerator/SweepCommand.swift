@@ -41,6 +41,13 @@ struct SweepCommand: AsyncParsableCommand {
         let grace = grace?.duration ?? .seconds(24 * 3600)
         guard grace >= .seconds(60) else { throw UsageError("invalid value for --grace: must be at least 1 minute") }
         let options = try storage.options(env, environment: environment, passthrough: false)
+        if options.bucket == nil || options.elasticsearchURL == nil {
+            // Sweeping a data directory that is not there would create an empty one and report nothing.
+            var status = stat()
+            guard stat(options.dataDirectory, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR else {
+                throw UsageError("invalid value '\(options.dataDirectory)' for --data-dir: no such directory")
+            }
+        }
         let setup = try await StorageSetup.open(options, logger: logger)
         guard let stores = setup.stores else { throw UsageError("no storage configured") }
         let report: ChunkSweep.Report

@@ -85,6 +85,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Longest upstream silence while a response is expected; 0 disables. [XS3_UPSTREAM_READ_TIMEOUT, default 300s]")
     var upstreamReadTimeout: DurationValue?
 
+    @Option(help: "A client's next request head must be complete this long after its connection opened or its last response ended; idle keep-alive connections close then. [XS3_CLIENT_HEAD_TIMEOUT, default 60s]")
+    var clientHeadTimeout: DurationValue?
+
+    @Option(help: "Close a client connection that reads nothing of its response for this long. [XS3_CLIENT_WRITE_STALL_TIMEOUT, default 60s]")
+    var clientWriteStallTimeout: DurationValue?
+
     @Flag(help: "Accelerator only: ignore cache keys, store nothing. [XS3_PASSTHROUGH]")
     var passthrough = false
 
@@ -189,6 +195,13 @@ struct ServeCommand: AsyncParsableCommand {
         if let value = try env.value(upstreamReadTimeout, "XS3_UPSTREAM_READ_TIMEOUT", option: "--upstream-read-timeout") {
             read = value.duration == .zero ? nil : value.duration
         }
+        let headTimeout = try env.value(clientHeadTimeout, "XS3_CLIENT_HEAD_TIMEOUT", option: "--client-head-timeout")?.duration
+            ?? .seconds(60)
+        let stallTimeout = try env.value(clientWriteStallTimeout, "XS3_CLIENT_WRITE_STALL_TIMEOUT",
+                                         option: "--client-write-stall-timeout")?.duration ?? .seconds(60)
+        for (value, option) in [(headTimeout, "--client-head-timeout"), (stallTimeout, "--client-write-stall-timeout")] {
+            guard value > .zero, value <= .seconds(86_400) else { throw UsageError("invalid value for \(option): expected more than 0 and at most 24h") }
+        }
         let grace = try env.value(shutdownGracePeriod, "XS3_SHUTDOWN_GRACE_PERIOD", option: "--shutdown-grace-period")?.duration
             ?? .seconds(30)
         let hitReadAhead = try env.value(hitReadAhead, "XS3_HIT_READ_AHEAD", option: "--hit-read-ahead") ?? 8
@@ -206,7 +219,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let service = Xs3leratorConfiguration(
             bindHost: try env.value(bindIP, "XS3_BIND_IP", option: "--bind-ip") ?? "0.0.0.0", port: port,
-            shutdownGracePeriod: grace, authToken: token)
+            shutdownGracePeriod: grace, authToken: token, requestHeadTimeout: headTimeout, writeStallTimeout: stallTimeout)
         let dataPlane = DataPlaneConfiguration(
             download: DownloadSettings(chunkSize: chunk, rangeSize: range, concurrency: concurrency, readAhead: readAhead,
                                        temporaryDirectory: temp),

@@ -41,6 +41,22 @@ struct ContractHeaderTests {
         #expect(ContractHeaders(HTTPHeaders([("X-Xs3lerator-Read-Timeout", "1.5")])).readTimeout == .some(.milliseconds(1500)))
     }
 
+    @Test func aRequestThatWentThroughAnXs3leratorHasLooped() {
+        #expect(DataPlaneHeaders.hasLooped(HTTPHeaders([("Via", DataPlaneHeaders.via)])))
+        #expect(DataPlaneHeaders.hasLooped(HTTPHeaders([("Via", "1.0 fred, 1.1 xs3lerator")])))
+        #expect(!DataPlaneHeaders.hasLooped(HTTPHeaders([("Via", "1.1 squid (squid/6.6), 1.1 xs3lerator-like")])))
+        #expect(!DataPlaneHeaders.hasLooped(HTTPHeaders()))
+    }
+
+    @Test func hugeTimeoutsAreClampedNotATrap() {
+        let contract = ContractHeaders(HTTPHeaders([
+            ("X-Xs3lerator-Connect-Timeout", "1e300"), ("X-Xs3lerator-Read-Timeout", "9300000000000000"),
+        ]))
+        #expect(contract.connectTimeout == ContractHeaders.longestTimeout)
+        #expect(contract.readTimeout == .some(ContractHeaders.longestTimeout))
+        #expect(ContractHeaders(HTTPHeaders([("X-Xs3lerator-Read-Timeout", "inf")])).readTimeout == nil)
+    }
+
     @Test func upstreamRequestHeadersLoseContractHopByHopHostAndRange() {
         let client = HTTPHeaders([
             ("Host", "xs3:8080"), ("Range", "bytes=0-1"), ("X-Xs3lerator-Cache-Key", "k"), ("Connection", "keep-alive, X-Private"),

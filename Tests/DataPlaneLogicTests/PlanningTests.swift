@@ -187,4 +187,16 @@ struct PlanningTests {
         #expect(RedirectLocation.split("test-key") == nil)
         #expect(RedirectLocation.split("http:///path") == nil)
     }
+
+    @Test func urlsWithBadAuthoritiesAreRefused() {
+        for bad in ["http://127.0.0.1:99999/x", "http://h:0/", "http://h:8a/", "http://[::1/x", "http://[::1]x/", "http://a b/",
+                    "http://user@:80/", "http://h:123456/"] {
+            #expect(RedirectLocation.split(bad) == nil, "\(bad)")
+        }
+        for good in ["http://127.0.0.1:65535/x", "http://[::1]:8080/x", "https://u:p@h/", "http://h:/x", "http://[::1]/"] {
+            #expect(RedirectLocation.split(good) != nil, "\(good)")
+        }
+        #expect(RedirectLocation.resolve("http://10.0.0.1:70000/x", against: "http://a/") == nil)
+        #expect(RedirectLocation.resolve("//10.0.0.1:70000/x", against: "http://a/") == nil)
+    }
 }
