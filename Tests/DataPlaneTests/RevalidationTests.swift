@@ -100,6 +100,24 @@ struct RevalidationTests {
         }
     }
 
+    @Test func aBackgroundRefreshOfAStalledOriginEndsEvenWithoutAReadTimeout() async throws {
+        // Hostile-client finding F3: "no read timeout" on a refresh nobody waits for held the
+        // upstream connection for ever. A refresh gets the default read timeout (10 s here).
+        try await DataPlaneFixture.with { fixture in
+            _ = await fixture.get("/object/4096", key: "k/stalled")
+            _ = try await fixture.waitForManifest("k/stalled")
+            let answer = await fixture.get("/stall", key: "k/stalled") {
+                $0.ifNoneMatch = "\"obj-4096\""
+                $0.backgroundRevalidate = true
+                $0.readTimeout = .some(nil)
+            }
+            #expect(answer.status == 200 && answer.sha256 == expected(0..<4096))
+            try await waitUntil(timeout: 30, "the refresh to give up") {
+                String(decoding: fixture.dataPlane.metrics.render(), as: UTF8.self).contains("outcome=\"failed\"} 1")
+            }
+        }
+    }
+
     @Test func backgroundRevalidationWithNothingCachedFetchesNow() async throws {
         // Bug 24: the original answered 404 or 500.
         try await DataPlaneFixture.with { fixture in
