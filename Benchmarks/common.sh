@@ -1,5 +1,20 @@
 # Shared by the benchmark scripts (sourced, not run).
 
+# start_work: a scratch directory ($WORK) and the background processes started ($PIDS), both
+# cleaned up on exit; a script with more to clean up redefines cleanup_extra (run before the
+# directory goes).
+start_work() {
+    WORK="$(mktemp -d)"
+    PIDS=()
+    trap cleanup EXIT
+}
+cleanup_extra() { :; }
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    cleanup_extra
+    rm -rf "$WORK"
+}
+
 # wait_for FILE PATTERN: polls (up to 30 s) until FILE contains PATTERN, e.g. a "listening" line.
 wait_for() {
     for _ in $(seq 1 300); do

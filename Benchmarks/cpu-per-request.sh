@@ -15,10 +15,7 @@ source Benchmarks/common.sh
 BIN="$(release_bin passsage passsage-bench)"
 BINARIES=("$@")
 [ "${#BINARIES[@]}" -gt 0 ] || BINARIES=("$BIN/passsage")
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
+start_work
 
 "$BIN/passsage-bench" origin --ca-out "$WORK/origin-ca.pem" >"$WORK/origin.log" 2>&1 &
 PIDS+=($!)

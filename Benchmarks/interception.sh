@@ -15,17 +15,10 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
 CONNECTIONS="${2:-32}"
 SIZE=$((256 * 1024 * 1024))
-WORK="$(mktemp -d)"
-chmod 755 "$WORK"   # Squid drops privileges to its own user
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -f "$WORK/squid/squid.pid" ] && kill "$(cat "$WORK/squid/squid.pid")" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 source Benchmarks/common.sh
+start_work
+chmod 755 "$WORK"   # Squid drops privileges to its own user
+cleanup_extra() { [ -f "$WORK/squid/squid.pid" ] && kill "$(cat "$WORK/squid/squid.pid")" 2>/dev/null || true; }
 BIN="$(release_bin passsage passsage-bench)"
 
 "$BIN/passsage-bench" origin --ca-out "$WORK/origin-ca.pem" >"$WORK/origin.log" 2>&1 &

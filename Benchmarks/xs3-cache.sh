@@ -16,16 +16,10 @@ SIZE="${1:-1073741824}"
 S3_RATE="${2:-40000000}"
 COLLAPSE_SIZE=$((200 << 20))
 COLLAPSE_RATE=5000000
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 python3 -c "import moto.server, boto3" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check "moto[server]"
 source Benchmarks/common.sh
+start_work
 BIN="$(release_bin xs3lerator passsage-bench)"
 
 now() { date +%s.%N; }

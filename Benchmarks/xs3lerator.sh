@@ -14,13 +14,6 @@ cd "$(dirname "$0")/.."
 
 SIZE="${1:-1073741824}"
 RATE="${2:-20000000}"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 if ! command -v aria2c >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
@@ -29,6 +22,7 @@ if ! command -v aria2c >/dev/null 2>&1; then
 fi
 
 source Benchmarks/common.sh
+start_work
 BIN="$(release_bin xs3lerator passsage-bench)"
 
 "$BIN/passsage-bench" origin --plain --ca-out "$WORK/unused.pem" >"$WORK/origin.log" 2>&1 &
