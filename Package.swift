@@ -37,6 +37,9 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftASN1", package: "swift-asn1"),
         ]),
+        // Pure HTTP rules shared by passsage and xs3lerator: request targets and authorities,
+        // hop-by-hop and internal headers, Via, request ids.
+        .target(name: "HTTPRules", dependencies: [.product(name: "NIOHTTP1", package: "swift-nio")]),
         // The mitm.it site and the proxy-env.sh onboarding script (pure rendering).
         .target(name: "Onboarding"),
         // A lean HTTP/1.1 client for relaying: per-event-loop keep-alive pools, no thread hops.
@@ -46,6 +49,7 @@ let package = Package(
         ]),
         // Listener, absolute-form forwarding, CONNECT, interception, health, lifecycle.
         .target(name: "ForwardProxy", dependencies: nio + [
+            "HTTPRules",
             "OriginConnections",
             "CertificateAuthority",
             "Onboarding",
@@ -83,7 +87,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Pure download planning: chunk plans, chunk ownership, the concurrency ramp, ranges, sizes.
-        .target(name: "DownloadPlanning", dependencies: ["StorageCore"]),
+        .target(name: "DownloadPlanning", dependencies: ["StorageCore", "HTTPRules"]),
         // The data plane's download engine: upstream clients, chunk files, parallel range download.
         .target(name: "DownloadEngine", dependencies: nio + [
             "DownloadPlanning", "StorageCore",
@@ -94,14 +98,14 @@ let package = Package(
         // The data plane as a library (no HTTP server): accelerator, keyed miss with its sink,
         // hits, collapsing, revalidation, the disk cache. xs3lerator and passsage both call it.
         .target(name: "DataPlane", dependencies: nio + [
-            "DownloadEngine", "DownloadPlanning", "StorageCore", "ObjectStore", "ChunkManifest", "MetadataStore",
+            "DownloadEngine", "DownloadPlanning", "HTTPRules", "StorageCore", "ObjectStore", "ChunkManifest", "MetadataStore",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // xs3lerator's HTTP shell: routing, contract headers, auth, access log, graceful shutdown.
         .target(name: "Xs3leratorService", dependencies: nio + [
-            "DataPlane", "DownloadEngine", "DownloadPlanning", "StorageCore", "ChunkManifest",
+            "DataPlane", "DownloadEngine", "DownloadPlanning", "HTTPRules", "StorageCore", "ChunkManifest",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -149,7 +153,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ForwardProxyTests", dependencies: nio + [
-            "ForwardProxy", "OriginConnections", "CertificateAuthority",
+            "ForwardProxy", "HTTPRules", "OriginConnections", "CertificateAuthority",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),

@@ -1,6 +1,7 @@
 import ChunkManifest
 import DownloadEngine
 import DownloadPlanning
+import HTTPRules
 import Logging
 import MetadataStore
 import NIOConcurrencyHelpers
@@ -115,7 +116,7 @@ public final class DataPlane: Sendable {
         if let date = validators.ifModifiedSince { headers.replaceOrAdd(name: "If-Modified-Since", value: date) }
         // RFC 9110 §7.6.3: a proxy says so in Via. It also marks our own requests, so one that
         // comes back to us (a URL naming this service, or a replica behind the same balancer) is refused.
-        headers.add(name: "Via", value: DataPlaneHeaders.via)
+        Via.append(DataPlaneHeaders.via, to: &headers)
         return UpstreamRequest(url: request.url, method: request.method, headers: headers,
                                tlsSkipVerify: configuration.upstreamTLSSkipVerify || request.tlsSkipVerify,
                                connectTimeout: request.connectTimeout ?? configuration.upstreamConnectTimeout,

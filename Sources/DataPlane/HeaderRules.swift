@@ -1,3 +1,4 @@
+import HTTPRules
 import NIOHTTP1
 
 /// Which headers cross the data plane, in each direction (reference §3.4–3.5).
@@ -10,12 +11,6 @@ public enum DataPlaneHeaders {
     /// could answer 304 for something that is not cached.
     static let conditionals: Set<String> = ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"]
 
-    /// Hop-by-hop headers (RFC 9110 §7.6.1) and their relatives.
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
-        "te", "trailer", "transfer-encoding", "upgrade",
-    ]
-
     /// The client's headers as they go upstream: no contract headers, no hop-by-hop headers
     /// (including those named in `Connection`), no `Host` (set from the URL), no `Range` (the
     /// data plane asks for its own ranges), no `Content-Length` (GET and HEAD carry no body).
@@ -25,17 +20,15 @@ public enum DataPlaneHeaders {
 
     /// Whether a request has been through an xs3lerator already: its own request, come back.
     public static func hasLooped(_ headers: HTTPHeaders) -> Bool {
-        headers[canonicalForm: "via"].contains { entry in
-            entry.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first == "xs3lerator"
-        }
+        Via.names("xs3lerator", in: headers)
     }
 
     public static func upstreamRequestHeaders(from client: HTTPHeaders, keyed: Bool = false) -> HTTPHeaders {
-        let named = Set(client[canonicalForm: "connection"].map { $0.lowercased() })
+        let named = HopByHop.namedByConnection(client)
         var result = HTTPHeaders()
         for (name, value) in client {
             let lower = name.lowercased()
-            if lower.hasPrefix(DataPlaneHeaders.contractPrefix) || hopByHop.contains(lower) || named.contains(lower)
+            if InternalHeaders.isInternal(lower) || HopByHop.isHopByHop(lower, named: named)
                 || lower == "host" || lower == "range" || lower == "content-length" || lower == "expect"
                 || (keyed && conditionals.contains(lower)) {
                 continue
@@ -50,11 +43,11 @@ public enum DataPlaneHeaders {
     /// headers, and (unless `keepFraming`, for HEAD and relayed bodies) none of the framing
     /// headers the data plane sets itself.
     public static func clientResponseHeaders(from upstream: HTTPHeaders, keepFraming: Bool = false) -> HTTPHeaders {
-        let named = Set(upstream[canonicalForm: "connection"].map { $0.lowercased() })
+        let named = HopByHop.namedByConnection(upstream)
         var result = HTTPHeaders()
         for (name, value) in upstream {
             let lower = name.lowercased()
-            if lower.hasPrefix(DataPlaneHeaders.contractPrefix) || hopByHop.contains(lower) || named.contains(lower)
+            if InternalHeaders.isInternal(lower) || HopByHop.isHopByHop(lower, named: named)
                 || (!keepFraming && (lower == "content-range" || lower == "accept-ranges" || lower == "content-length")) {
                 continue
             }

@@ -1,3 +1,4 @@
+import HTTPRules
 import StorageCore
 
 /// Resolving a redirect's `Location` against the URL that sent it (RFC 9110 §10.2.2, RFC 3986
@@ -51,29 +52,10 @@ public enum RedirectLocation {
         return (scheme, authority, path)
     }
 
-    /// `[userinfo@]host[:port]` with a non-empty host, no spaces or controls, and a port (if any)
-    /// of 1–65535: a bad port must be refused here, not trap deep in address resolution.
+    /// `[userinfo@]host[:port]`: the host and port as the proxy accepts them (`Authority`), so a
+    /// bad port is refused here, not trapped on deep in address resolution.
     static func isValidAuthority(_ authority: String) -> Bool {
-        guard authority.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return false }
         let hostAndPort = authority.lastIndex(of: "@").map { authority[authority.index(after: $0)...] } ?? authority[...]
-        let host: Substring
-        let port: Substring?
-        if hostAndPort.hasPrefix("[") {
-            guard let close = hostAndPort.firstIndex(of: "]") else { return false }
-            host = hostAndPort[hostAndPort.index(after: hostAndPort.startIndex)..<close]
-            let after = hostAndPort[hostAndPort.index(after: close)...]
-            guard after.isEmpty || after.hasPrefix(":") else { return false }
-            port = after.isEmpty ? nil : after.dropFirst()
-        } else if let colon = hostAndPort.firstIndex(of: ":") {
-            host = hostAndPort[..<colon]
-            port = hostAndPort[hostAndPort.index(after: colon)...]
-        } else {
-            host = hostAndPort
-            port = nil
-        }
-        guard !host.isEmpty, !host.contains("["), !host.contains("]") else { return false }
-        guard let port, !port.isEmpty else { return true }
-        guard port.count <= 5, port.allSatisfy(\.isASCII), let number = Int(port), (1...65_535).contains(number) else { return false }
-        return true
+        return (try? Authority.parse(hostAndPort, defaultPort: 1)) != nil
     }
 }

@@ -1,4 +1,5 @@
 import CertificateAuthority
+import HTTPRules
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix

@@ -1,4 +1,5 @@
 import CertificateAuthority
+import HTTPRules
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,3 +1,4 @@
+import HTTPRules
 import Logging
 import NIOCore
 import NIOHTTP1

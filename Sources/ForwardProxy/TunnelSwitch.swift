@@ -1,3 +1,4 @@
+import HTTPRules
 import NIOCore
 import NIOHTTP1
 import NIOPosix

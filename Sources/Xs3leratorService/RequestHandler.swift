@@ -1,6 +1,7 @@
 import ChunkManifest
 import DataPlane
 import DownloadPlanning
+import HTTPRules
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -25,7 +26,7 @@ struct RequestHandler: Sendable {
 
     func respond(to head: HTTPRequestHead, writer: ResponseWriter) async -> Outcome {
         let started = ContinuousClock.now
-        let requestID = Self.requestID(head.headers)
+        let requestID = RequestID.resolve(from: head.headers)
         var log = AccessLog(method: head.method, target: head.uri, requestID: requestID)
         let outcome: Outcome
         do {
@@ -142,17 +143,6 @@ struct RequestHandler: Sendable {
         headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
         headers.replaceOrAdd(name: "Content-Length", value: String(text.utf8.count))
         return DataPlaneResponse(status: status, headers: headers, body: ByteStream(buffers: [ByteBuffer(string: text)]))
-    }
-
-    /// The caller's `X-Request-Id` when it is a short visible-ASCII token, else a new one.
-    static func requestID(_ headers: HTTPHeaders) -> String {
-        if let given = headers.first(name: "X-Request-Id"), (1...64).contains(given.utf8.count),
-           given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
-            return given
-        }
-        let value = UInt64.random(in: 0...UInt64.max)
-        let hex = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {

@@ -1,4 +1,5 @@
 @testable import ForwardProxy
+import HTTPRules
 import NIOCore
 import NIOHTTP1
 import OriginConnections
