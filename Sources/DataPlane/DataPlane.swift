@@ -64,6 +64,10 @@ public final class DataPlane: Sendable {
     /// Answers one request. Never throws: failures are responses (`502 upstream error: ...`),
     /// and a failure after the response started makes its body throw.
     public func serve(_ request: DataPlaneRequest) async -> DataPlaneResponse {
+        // Checked here as well as by callers: the HTTP client traps on some malformed hosts.
+        guard RedirectLocation.split(request.url) != nil else {
+            return .text(.badRequest, "bad request: not an absolute http(s) URL with a valid host: \(request.url.prefix(200))\n")
+        }
         switch request.method {
         case .GET:
             guard let key = request.cacheKey, storage != nil else { return await accelerate(request) }

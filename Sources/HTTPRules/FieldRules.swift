@@ -56,10 +56,11 @@ public enum Via {
         headers.replaceOrAdd(name: "Via", value: existing.isEmpty ? entry : existing + ", " + entry)
     }
 
-    /// Whether an entry of `Via` has the pseudonym `pseudonym` (compared exactly).
+    /// Whether an entry of `Via` has the pseudonym `pseudonym` (compared without case).
     public static func names(_ pseudonym: String, in headers: HTTPHeaders) -> Bool {
-        headers[canonicalForm: "via"].contains { entry in
-            entry.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map { $0 == pseudonym } ?? false
+        let wanted = pseudonym.lowercased()
+        return headers[canonicalForm: "via"].contains { entry in
+            entry.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map { $0.lowercased() == wanted } ?? false
         }
     }
 }

@@ -86,8 +86,8 @@ final class OriginHandler: ChannelInboundHandler {
             let location = hops == 1 ? "/" + rest : "/redirect/\(hops - 1)/" + rest
             respond(.found, body: "", extra: [("Location", location)], context: context)
         case (.GET, "location"):
-            // /location?to=<URL>: a 302 to exactly that Location, however wrong it is.
-            respond(.found, body: "", extra: [("Location", query["to"] ?? "")], context: context)
+            // /location?to=<percent-encoded URL>: a 302 to exactly that Location, however wrong it is.
+            respond(.found, body: "", extra: [("Location", Self.percentDecoded(query["to"] ?? ""))], context: context)
         case (.POST, "upload"), (.PUT, "upload"):
             dropNextRequest = query["dropnext"] != nil
             let digest = uploadHasher.map { OriginContent.hex($0.finalize()) } ?? ""
@@ -140,6 +140,21 @@ final class OriginHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         pump?.cancel()
         context.fireChannelInactive()
+    }
+
+    static func percentDecoded(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "%"), iterator.count >= 2,
+               let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                iterator = iterator.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func parseQuery(_ query: Substring) -> [String: String] {

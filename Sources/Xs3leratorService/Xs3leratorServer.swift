@@ -37,8 +37,6 @@ public final class Xs3leratorServer: Service, Sendable {
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                // A client that half-closes after its request still gets its response.
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(host: configuration.bindHost, port: configuration.port) { [configuration] channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -89,7 +87,10 @@ public final class Xs3leratorServer: Service, Sendable {
                 let keepAlive = head.isKeepAlive
                 let writer = ResponseWriter(outbound: outbound, channel: channel, version: head.version, keepAlive: keepAlive,
                                             isHead: head.method == .HEAD)
-                // A client that goes away cancels its response (and with it the download).
+                // A client that goes away cancels its response (and with it the download). Its
+                // end of input counts as going away (half-closure is not allowed): otherwise a
+                // client gone while the upstream is silent would be noticed only at the next write,
+                // holding its socket and an upstream connection meanwhile (nginx does the same).
                 let handler = self.handler
                 let work = Task { await handler.respond(to: head, writer: writer) }
                 channel.closeFuture.whenComplete { _ in work.cancel() }

@@ -92,6 +92,7 @@ struct HeaderRulesTests {
         #expect(headers.map(\.name) == ["X-D"])
         #expect(Via.names("xs3lerator", in: HTTPHeaders([("Via", "1.1 passsage, 1.1 xs3lerator")])))
         #expect(!Via.names("xs3lerator", in: HTTPHeaders([("Via", "1.1 xs3lerator-2")])))
+        #expect(Via.names("xs3lerator", in: HTTPHeaders([("Via", "1.1 XS3LERATOR")])))
     }
 
     @Test("response headers keep end-to-end fields")

@@ -51,13 +51,21 @@ struct HostileClientTests {
         }
     }
 
-    @Test func aHalfClosedClientStillGetsItsResponse() async throws {
+    @Test func aClientThatLeavesWhileTheUpstreamIsSilentFreesItsConnectionsAtOnce() async throws {
+        // Even with no read timeout, a client that closes (or half-closes) before any byte came back
+        // must not leave its socket and an upstream connection behind.
         try await Xs3Fixture.with { fixture in
-            let connection = try RawConnection(port: fixture.xs3.port)
-            #expect(connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") > 0)
-            shutdown(connection.fd, Int32(SHUT_WR))
-            let outcome = try await onThread { connection.readAll(timeout: 10) }
-            #expect(outcome.text.hasPrefix("HTTP/1.1 200"), "\(outcome.text)")
+            let gaveUp = try await curl(["-m", "1", "-H", "X-Xs3lerator-Read-Timeout: 0", fixture.url("/stall")], timeout: 5)
+            #expect(gaveUp.status != 0)
+            let halfClosing = try RawConnection(port: fixture.xs3.port)
+            #expect(halfClosing.send("GET /\(fixture.originBase)/stall HTTP/1.1\r\nHost: x\r\nX-Xs3lerator-Read-Timeout: 0\r\n\r\n") > 0)
+            try await Task.sleep(for: .milliseconds(200))
+            shutdown(halfClosing.fd, Int32(SHUT_WR))
+            try await waitUntil(timeout: 10, "both requests to end") {
+                fixture.xs3.output.components(separatedBy: "/stall").count - 1 >= 2
+            }
+            let lines = fixture.xs3.output.split(separator: "\n").filter { $0.contains("/stall") }
+            #expect(lines.allSatisfy { $0.contains("aborted=true") }, "\(lines)")
         }
     }
 
@@ -78,6 +86,17 @@ struct HostileClientTests {
 
     @Test func valuesThatOnceCrashedTheServiceAreRefusedOrClamped() async throws {
         try await Xs3Fixture.with { fixture in
+            // Hosts that are not hosts: percent-encoded brackets crashed the HTTP client's URL parsing.
+            for target in ["http://%5B%5D/x", "http://%5b%5d:80/x", "https://u@%5B%5D/", "http://[]/x", "http://%5B/x"] {
+                let answer = try await curl(["-g", "-w", " %{http_code}", "--path-as-is", "\(fixture.base)/\(target)"])
+                #expect(answer.stdout.hasSuffix(" 400"), "\(target): \(answer.stdout)")
+            }
+            for location in ["http://[]/x", "//[]/x", "http://%5B%5D/x", "http://u@[]:80/x"] {
+                let escaped = location.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? location
+                let answer = try await curl(["-w", " %{http_code}", "-o", "/dev/null", "-H", "X-Xs3lerator-Follow-Redirects: true",
+                                             fixture.url("/location?to=\(escaped)")])
+                #expect(answer.stdout.hasSuffix(" 302"), "\(location): \(answer.stdout)")
+            }
             // A port past 65535, in the target and in a redirect (F2).
             let badPort = try await curl(["-w", " %{http_code}", "\(fixture.base)/http://127.0.0.1:99999/x"])
             #expect(badPort.stdout.hasSuffix(" 400"), "\(badPort.stdout)")
