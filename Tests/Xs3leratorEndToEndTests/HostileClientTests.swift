@@ -32,7 +32,7 @@ struct HostileClientTests {
     }
 
     @Test func aClientThatStopsReadingIsClosedAtTheWriteStallDeadline() async throws {
-        try await Xs3Fixture.with(["--client-write-stall-timeout", "2s"]) { fixture in
+        try await Xs3Fixture.with(["--client-write-stall-timeout", "2s", "--chunk-size", "1MiB", "--read-ahead", "4MiB"]) { fixture in
             let connection = try RawConnection(port: fixture.xs3.port)
             let path = "/\(fixture.originBase)/object/\(256 << 20)"
             #expect(connection.send("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n") > 0)
