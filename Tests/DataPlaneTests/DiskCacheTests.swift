@@ -80,7 +80,8 @@ struct DiskCacheTests {
                 // Other seeds, other bytes: content addressing would share equal chunks.
                 let seed = Int64(index) * 7_919
                 let answer = await fixture.get("/object/\(size)?seed=\(seed)", key: key)
-                #expect(answer.failure == nil && answer.sha256 == expected(seed..<(seed + size)))
+                #expect(answer.failure == nil && answer.sha256 == expected(seed..<(seed + size)),
+                        "status \(answer.status), \(answer.count) bytes, headers \(answer.headers)")
                 _ = try await fixture.waitForManifest(key)
                 if index >= 1 {
                     // Keep the first object in use: it must outlive the ones after it.

@@ -44,7 +44,7 @@ struct ResourceBoundTests {
         #expect(proxy.process.isRunning)
     }
 
-    @Test("pipelined requests from a client that never reads: RSS under 100 MiB, log lines bounded")
+    @Test("pipelined requests from a client that never reads: RSS under 100 MiB, log lines bounded", .tags(.heavy))
     func pipelinedFloodPlain() async throws {
         let proxy = try await PasssageProcess.launch()
         defer { proxy.stop() }
@@ -53,7 +53,7 @@ struct ResourceBoundTests {
         #expect(after.stdout == "200")
     }
 
-    @Test("the same flood of requests answered with 502 stays bounded too")
+    @Test("the same flood of requests answered with 502 stays bounded too", .tags(.heavy))
     func pipelinedFloodOf502s() async throws {
         let proxy = try await PasssageProcess.launch()
         defer { proxy.stop() }
@@ -61,7 +61,7 @@ struct ResourceBoundTests {
         try await floodWithoutReading("GET http://127.0.0.1:\(refused)/ HTTP/1.1\r\nHost: x\r\n\r\n", proxy: proxy)
     }
 
-    @Test("pipelined requests inside a TLS tunnel from a client that never reads stay bounded")
+    @Test("pipelined requests inside a TLS tunnel from a client that never reads stay bounded", .tags(.heavy))
     func pipelinedFloodInTunnel() async throws {
         let fixture = try await Fixture.start()
         try await withTeardown {

@@ -28,7 +28,7 @@ struct StreamingTests {
         }
     }
 
-    @Test("a 1 GiB download through interception is intact and the proxy stays under 150 MiB RSS")
+    @Test("a 1 GiB download through interception is intact and the proxy stays under 150 MiB RSS", .tags(.heavy))
     func oneGiBDownload() async throws {
         let fixture = try await Fixture.start()
         try await withTeardown {

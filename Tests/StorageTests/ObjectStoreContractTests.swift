@@ -56,7 +56,7 @@ func text(_ download: ObjectDownload) async throws -> String {
 struct ObjectStoreContractTests {
     /// The streaming runs in a process of its own (`object-store-streamer`): its peak RSS then
     /// measures the store alone, not the other suites running in this process.
-    @Test(arguments: ObjectBackend.allCases)
+    @Test(.tags(.heavy), arguments: ObjectBackend.allCases)
     func streams100MiBWithBoundedMemory(_ backend: ObjectBackend) async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -122,7 +122,7 @@ struct ObjectStoreContractTests {
         }
     }
 
-    @Test(arguments: ObjectBackend.allCases)
+    @Test(.tags(.heavy), arguments: ObjectBackend.allCases)
     func multipartFromBuffersAboveThreshold(_ backend: ObjectBackend) async throws {
         try await withObjectStore(backend) { store in
             // 13 MiB + 7 bytes in uneven buffers: parts of 5 MiB cut across buffer boundaries.

@@ -106,7 +106,7 @@ final class CachingXs3: Sendable {
 
 @Suite("xs3lerator cache service", .serialized)
 struct CacheServiceTests {
-    @Test func a300MiBMissThenHitsFromDiskAndFromS3() async throws {
+    @Test(.tags(.heavy)) func a300MiBMissThenHitsFromDiskAndFromS3() async throws {
         let moto = try await MotoServer.start()
         try await withTeardown({
             try await CachingXs3.with(["--s3-bucket", moto.bucket, "--s3-endpoint", moto.endpoint, "--cache-dir", "$DIR/disk"],
@@ -144,7 +144,7 @@ struct CacheServiceTests {
         }) { await moto.stop() }
     }
 
-    @Test func fiftyClientsOfOneUncachedObjectCauseOneDownload() async throws {
+    @Test(.tags(.heavy)) func fiftyClientsOfOneUncachedObjectCauseOneDownload() async throws {
         try await CachingXs3.with(["--chunk-size", "8MiB", "--range-size", "2MiB"]) { fixture in
             let size: Int64 = 200 << 20
             // About 5 s of download: every client arrives while it is in flight.

@@ -10,7 +10,7 @@ struct DownloadTests {
     static let expected = OriginContent.sha256(range: 0..<gibibyte)
 
     /// Default sizes: 32 MiB chunks fetched in 8 MiB ranges.
-    @Test func oneGiBThroughParallelRanges() async throws {
+    @Test(.tags(.heavy)) func oneGiBThroughParallelRanges() async throws {
         try await Xs3Fixture.with { fixture in
             let result = try await download(fixture.url("/object/\(Self.gibibyte)"))
             #expect(result.status == 200)
@@ -22,7 +22,7 @@ struct DownloadTests {
         }
     }
 
-    @Test func oneGiBSequentiallyWhenRangesAreRefused() async throws {
+    @Test(.tags(.heavy)) func oneGiBSequentiallyWhenRangesAreRefused() async throws {
         try await Xs3Fixture.with(["--chunk-size", "8MiB"]) { fixture in
             let result = try await download(fixture.url("/object/\(Self.gibibyte)?ranges=none"))
             #expect(result.status == 200)
@@ -34,7 +34,7 @@ struct DownloadTests {
     /// Ranges answered with 200 and the whole object, cut short, or one byte off, in the middle
     /// of the parallel phase: each is refused, retried from the last verified byte, and the
     /// object still arrives intact, still through ranges.
-    @Test(arguments: ["fault=ok200&faultFrom=5&faults=2", "fault=short&faultFrom=5&faults=4", "fault=wrong&faultFrom=5&faults=2"])
+    @Test(.tags(.heavy), arguments: ["fault=ok200&faultFrom=5&faults=2", "fault=short&faultFrom=5&faults=4", "fault=wrong&faultFrom=5&faults=2"])
     func oneGiBRecoversFromBadRangeAnswers(_ faults: String) async throws {
         try await Xs3Fixture.with(["--chunk-size", "16MiB", "--range-size", "4MiB"]) { fixture in
             let result = try await download(fixture.url("/object/\(Self.gibibyte)?\(faults)"))

@@ -24,7 +24,7 @@ struct ResourceTests {
         }
     }
 
-    @Test func tenClientsOfOneGiBEachStayUnder200MiB() async throws {
+    @Test(.tags(.heavy)) func tenClientsOfOneGiBEachStayUnder200MiB() async throws {
         try await Xs3Fixture.with(["--chunk-size", "8MiB"]) { fixture in
             let expected = OriginContent.sha256(range: 0..<Self.gibibyte)
             try await withThrowingTaskGroup(of: (Int, String).self) { group in
