@@ -34,26 +34,22 @@ extension ProxyHTTPHandler {
     func handleProtocolError(_ error: HTTPParserError, context: ChannelHandlerContext) {
         let (status, text) = LocalResponse.protocolError(error)
         let note = "malformed_request error=\(error)"
-        switch state {
-        case .forwarding(let exchange, var record, let progress):
+        switch machine.protocolError() {
+        case .cancelAndAbort(let exchange, let record):
             exchange.cancel()
             cancelBodyTimer()
-            if case .streaming = progress {
-                log(record, note: "aborted " + note)
-                state = .closing
-                context.close(promise: nil)
-                return
-            }
-            record.requestEnded = true   // nothing more will be read
+            log(record, note: "aborted " + note)
+            context.close(promise: nil)
+        case .cancelAndRespond(let exchange, let record):
+            exchange.cancel()
+            cancelBodyTimer()
             respondLocally(status: status, text: text, record: record, close: true, context: context, note: note)
-        case .awaitingConnectEnd(_, var record):
-            record.requestEnded = true
+        case .respond(let record):
             respondLocally(status: status, text: text, record: record, close: true, context: context, note: note)
-        case .idle:
+        case .respondUnparsed:
             respondLocally(status: status, text: text, record: unparsedRequestRecord(), close: true, context: context,
                            note: note)
-        case .discardingRequestBody, .switched, .closing:
-            state = .closing
+        case .close:
             context.close(promise: nil)
         }
     }
@@ -83,11 +79,9 @@ extension ProxyHTTPHandler {
 
     private func bodyTimerFired() {
         bodyTimer = nil
-        guard let context, case .forwarding(let exchange, let record, let progress) = state, !record.requestEnded else {
-            return
-        }
+        guard let context, let (exchange, record, progress) = machine.bodyStillArriving() else { return }
         let now = NIODeadline.now()
-        if readsPaused {
+        if machine.readsPaused {
             lastBodyRead = now   // the origin is slow to take the body, not the client to send it
         }
         guard now - lastBodyRead >= proxy.configuration.clientIdleTimeout else {
@@ -97,7 +91,7 @@ extension ProxyHTTPHandler {
         exchange.cancel()
         if case .streaming = progress {
             log(record, note: "aborted client_body_timeout")
-            state = .closing
+            machine.close()
             context.close(promise: nil)
         } else {
             respondLocally(status: .requestTimeout, text: "request body not received in time", record: record,

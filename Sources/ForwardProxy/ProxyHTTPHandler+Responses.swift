@@ -48,7 +48,7 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
             hasBody: bodyLength != nil,
             delegate: self
         )
-        state = .forwarding(exchange, record, .awaitingHead)
+        machine.startForwarding(exchange, record: record)
         if bodyLength != nil, !record.requestEnded {
             lastBodyRead = .now()
             armBodyTimer(context: context)
@@ -69,22 +69,15 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
     // MARK: OriginExchangeDelegate
 
     func originExchange(_ exchange: OriginExchange, didReceiveHead head: HTTPResponseHead) {
-        guard case .forwarding(let current, var record, _) = state, current === exchange else { return }
-        record.status = head.status
-        let headers = HeaderRules.clientResponseHeaders(from: head.headers, requestID: record.requestID)
-        state = .forwarding(exchange, record, .headPending(HTTPResponseHead(version: .http1_1, status: head.status,
-                                                                            headers: headers)))
+        machine.originHead(exchange, status: head.status) { record in
+            HTTPResponseHead(version: .http1_1, status: head.status,
+                             headers: HeaderRules.clientResponseHeaders(from: head.headers, requestID: record.requestID))
+        }
     }
 
     func originExchange(_ exchange: OriginExchange, didReceiveBodyPart buffer: ByteBuffer) {
-        guard let context, case .forwarding(let current, var record, let progress) = state, current === exchange else {
-            return
-        }
-        if case .headPending(let head) = progress {
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-        }
-        record.bodyBytes += buffer.readableBytes
-        state = .forwarding(exchange, record, .streaming)
+        guard let context, let pendingHead = machine.originBody(exchange, bytes: buffer.readableBytes) else { return }
+        if let head = pendingHead { context.write(wrapOutboundOut(.head(head)), promise: nil) }
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         // A slow client holds the origin back: TCP backpressure end to end, memory bounded.
         if !context.channel.isWritable { exchange.pauseResponse() }
@@ -92,49 +85,38 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
 
     /// One flush per burst of upstream reads: one TLS record batch and one write syscall.
     func originExchangeDidCompleteRead(_ exchange: OriginExchange) {
-        guard let context, case .forwarding(let current, let record, let progress) = state, current === exchange else {
-            return
-        }
-        if case .headPending(let head) = progress {
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            state = .forwarding(exchange, record, .streaming)
-        }
+        guard let context, let pendingHead = machine.originReadComplete(exchange) else { return }
+        if let head = pendingHead { context.write(wrapOutboundOut(.head(head)), promise: nil) }
         context.flush()
     }
 
     func originExchangeDidFinish(_ exchange: OriginExchange) {
-        guard let context, case .forwarding(let current, let record, let progress) = state, current === exchange else {
-            return
-        }
-        if case .headPending(let head) = progress {
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-        }
+        guard let context, let (pendingHead, record) = machine.originFinished(exchange) else { return }
+        if let head = pendingHead { context.write(wrapOutboundOut(.head(head)), promise: nil) }
         cancelBodyTimer()
         finishResponse(record: record, close: !record.keepAlive || !record.requestEnded, context: context)
     }
 
     func originExchangeBecameWritable(_ exchange: OriginExchange) {
-        guard let context, case .forwarding(let current, _, _) = state, current === exchange else { return }
+        guard let context, machine.isInFlight(exchange) else { return }
         pump(context: context)
     }
 
     func originExchange(_ exchange: OriginExchange, didFail error: any Error) {
-        guard let context, case .forwarding(let current, let record, let progress) = state, current === exchange else {
-            return
-        }
+        guard let context, let action = machine.originFailed(exchange) else { return }
         cancelBodyTimer()
         let failure = UpstreamFailure.classify(error)
-        if case .streaming = progress {
+        switch action {
+        case .abort(let record):
             // Bytes reached the client: the only honest signal left is to cut the connection, so a
             // truncated body can never look complete.
             log(record, note: "aborted cause=\"\(failure.detail)\"")
-            state = .closing
             context.close(promise: nil)
-            return
+        case .respond(let record):
+            respondLocally(status: failure.status, text: failure.message, record: record,
+                           close: !record.keepAlive || !record.requestEnded, context: context,
+                           note: "cause=\"\(failure.detail)\"")
         }
-        respondLocally(status: failure.status, text: failure.message, record: record,
-                       close: !record.keepAlive || !record.requestEnded, context: context,
-                       note: "cause=\"\(failure.detail)\"")
     }
 
     // MARK: Local responses
@@ -181,33 +163,31 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
             record.bodyBytes = body.readableBytes
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        if record.requestEnded {
+        switch machine.localResponseWritten(record, close: close) {
+        case .finish:
             finishResponse(record: record, close: close, context: context, note: note)
-            return
-        }
-        // The request body is still arriving; finish the response, then drop the rest.
-        let channel = context.channel
-        log(record, note: note)
-        let flushed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if close {
-            state = .closing
-            flushed.whenComplete { _ in channel.close(promise: nil) }
-        } else {
-            state = .discardingRequestBody(record)
+        case .closeAfterFlush:
+            // The request body is still arriving: finish the response and close, reading no more.
+            log(record, note: note)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        case .discardBody:
+            // The request body is still arriving: finish the response, then drop the rest.
+            log(record, note: note)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
 
     func finishResponse(record: RequestRecord, close: Bool, context: ChannelHandlerContext, note: String? = nil) {
         log(record, note: note)
         let flushed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if close || quiescing {
-            state = .closing
-            queue.removeAll()
+        switch machine.responseFinished(close: close) {
+        case .closeAfterFlush:
             let channel = context.channel
             flushed.whenComplete { _ in channel.close(promise: nil) }
-            return
+        case .idle(let action):
+            perform(action, context: context)
         }
-        becameIdle(context: context)
     }
 
     /// One access-log line per request: method, URL, status, body bytes sent, duration, request id.
@@ -218,4 +198,8 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
         if let note { line += " " + note }
         proxy.logger.info("\(line)")
     }
+}
+
+extension OriginExchange: InFlightExchange {
+    var acceptsRequestBody: Bool { isWritable }
 }

@@ -27,65 +27,16 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
-
-    struct RequestRecord {
-        let method: String
-        /// The URL that is fetched and logged (and, later, keyed): computed once from the resolved target.
-        var target: String
-        let requestID: String
-        let keepAlive: Bool
-        let started: NIODeadline
-        var status: HTTPResponseStatus?
-        var bodyBytes = 0
-        var requestEnded = false
-    }
-
-    /// How far the response to a forwarded request got.
-    enum ResponseProgress {
-        case awaitingHead
-        /// The origin's head, held until its first body bytes or the end of the read burst, so a
-        /// response that breaks before any byte reached the client still becomes a clean 502.
-        case headPending(HTTPResponseHead)
-        case streaming
-    }
-
-    enum State {
-        case idle
-        /// A request is being forwarded upstream.
-        case forwarding(OriginExchange, RequestRecord, ResponseProgress)
-        /// A local response was sent; the rest of the request body is read and dropped.
-        case discardingRequestBody(RequestRecord)
-        /// CONNECT head received; the switch happens on its `.end`.
-        case awaitingConnectEnd(Authority, RequestRecord)
-        /// The connection is being handed to the tunnel handlers.
-        case switched
-        /// The last response is out and the connection closes; further input is dropped.
-        case closing
-    }
-
-    /// What waits behind the request in flight.
-    enum Queued {
-        case part(HTTPServerRequestPart)
-        /// A request the decoder rejected, answered in its turn.
-        case malformed(HTTPParserError)
-    }
+    typealias Machine = ProxyConnectionStateMachine<OriginExchange>
+    typealias RequestRecord = ProxyRequestRecord
 
     let mode: ConnectionMode
     let proxy: ProxyContext
     let headDeadline: RequestHeadDeadline?
-    var state = State.idle
+    /// Every decision about the connection's sequencing; this handler does the I/O.
+    var machine: Machine
     var context: ChannelHandlerContext?
-    var readsPaused = false
-    var readPending = false
-    var queue = CircularBuffer<Queued>()
-    /// Requests (heads and malformed ones) in `queue`.
-    var queuedRequests = 0
-    /// More requests were pipelined than the limit: the rest were dropped, and the connection
-    /// closes once the queued ones are answered.
-    var queueOverflowed = false
     private var isPumping = false
-    /// Graceful shutdown asked for this connection to close once the request in flight is done.
-    var quiescing = false
     /// Body bytes of the request in flight last arrived then (the client body timeout).
     var lastBodyRead = NIODeadline.now()
     var bodyTimer: Scheduled<Void>?
@@ -94,6 +45,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.mode = mode
         self.proxy = proxy
         self.headDeadline = headDeadline
+        self.machine = Machine(pipelinedRequestLimit: proxy.configuration.pipelinedRequestLimit)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -110,51 +62,21 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if case .head = part { headDeadline?.headReceived() }
-        if queue.isEmpty, acceptsInput(context) {
-            handle(part, context: context)
-        } else {
-            enqueue(.part(part))
-        }
+        arrived(.part(part), context: context)
     }
 
-    /// Whether the next request part can be handled now rather than queued.
-    private func acceptsInput(_ context: ChannelHandlerContext) -> Bool {
-        switch state {
-        case .idle: return context.channel.isWritable   // output backed up: start no new request
-        case .forwarding(_, let record, _): return !record.requestEnded
-        case .discardingRequestBody, .awaitingConnectEnd, .closing: return true
-        case .switched: return false
-        }
-    }
-
-    /// Whether more bytes should be read from the client now.
-    private func wantsInput(_ context: ChannelHandlerContext) -> Bool {
-        switch state {
-        case .idle: return context.channel.isWritable
-        case .forwarding(let exchange, let record, _): return record.requestEnded || exchange.isWritable
-        case .discardingRequestBody, .awaitingConnectEnd: return true
-        case .switched, .closing: return false
-        }
-    }
-
-    private func enqueue(_ item: Queued) {
-        readsPaused = true
-        guard !queueOverflowed else { return }
-        switch item {
-        case .part(.head), .malformed:
-            guard queuedRequests < proxy.configuration.pipelinedRequestLimit else {
-                queueOverflowed = true
-                proxy.logger.notice("pipelined request limit reached; closing after the queued responses", metadata: [
-                    "client": "\(context?.channel.remoteAddress.map { "\($0)" } ?? "?")",
-                    "limit": "\(proxy.configuration.pipelinedRequestLimit)",
-                ])
-                return
-            }
-            queuedRequests += 1
-        case .part:
+    private func arrived(_ item: Machine.Queued, context: ChannelHandlerContext) {
+        switch machine.arrived(item, outputWritable: context.channel.isWritable) {
+        case .handle(let item):
+            handle(item, context: context)
+        case .overflowed:
+            proxy.logger.notice("pipelined request limit reached; closing after the queued responses", metadata: [
+                "client": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")",
+                "limit": "\(proxy.configuration.pipelinedRequestLimit)",
+            ])
+        case .queued, .dropped:
             break
         }
-        queue.append(item)
     }
 
     /// Serves what was queued as far as the state allows, then reads again if input is wanted.
@@ -162,24 +84,26 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !isPumping else { return }   // a response finishing inside `handle`
         isPumping = true
         defer { isPumping = false }
-        while !queue.isEmpty, acceptsInput(context) {
-            switch queue.removeFirst() {
-            case .part(let part):
-                if case .head = part { queuedRequests -= 1 }
-                handle(part, context: context)
-            case .malformed(let error):
-                queuedRequests -= 1
-                handleProtocolError(error, context: context)
+        while true {
+            switch machine.nextPumpStep(outputWritable: context.channel.isWritable) {
+            case .handle(let item):
+                handle(item, context: context)
+            case .close:
+                context.close(promise: nil)
+                return
+            case .resumeReads:
+                resumeReads()
+                return
+            case .pauseReads, .wait:
+                return
             }
         }
-        guard queue.isEmpty else { return }
-        if queueOverflowed, case .idle = state {
-            state = .closing
-            context.close(promise: nil)
-        } else if wantsInput(context) {
-            resumeReads()
-        } else {
-            readsPaused = true
+    }
+
+    private func handle(_ item: Machine.Queued, context: ChannelHandlerContext) {
+        switch item {
+        case .part(let part): handle(part, context: context)
+        case .malformed(let error): handleProtocolError(error, context: context)
         }
     }
 
@@ -202,8 +126,10 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             keepAlive: head.isKeepAlive,
             started: .now()
         )
-        guard case .idle = state else {
-            if case .closing = state { return }
+        switch machine.headDisposition() {
+        case .serve: break
+        case .ignore: return
+        case .unexpected:
             respondLocally(status: .badRequest, text: "unexpected request", record: record, close: true, context: context)
             return
         }
@@ -227,7 +153,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                record: record, close: true, context: context)
                 return
             }
-            state = .awaitingConnectEnd(authority, record)
+            machine.awaitConnectEnd(authority, record: record)
         case .origin(let pathAndQuery):
             serveOnboarding(head: head, pathAndQuery: pathAndQuery, record: record, context: context)
         case .absolute(let scheme, let authority, let pathAndQuery):
@@ -256,83 +182,64 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func receivedBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-        switch state {
-        case .forwarding(let exchange, _, _):
-            lastBodyRead = .now()
-            exchange.writeBody(buffer)
-            if !exchange.isWritable { readsPaused = true }
-        case .discardingRequestBody, .awaitingConnectEnd, .idle, .switched, .closing:
-            break
-        }
+        guard let exchange = machine.bodyDestination() else { return }
+        lastBodyRead = .now()
+        exchange.writeBody(buffer)
+        if !exchange.isWritable { machine.pauseReads() }
     }
 
     private func receivedEnd(context: ChannelHandlerContext) {
-        switch state {
-        case .forwarding(let exchange, var record, let progress):
-            record.requestEnded = true
-            state = .forwarding(exchange, record, progress)
+        switch machine.requestEnded() {
+        case .endRequestBody(let exchange):
             cancelBodyTimer()
             exchange.end()
-        case .discardingRequestBody:
+        case .becomeIdle:
             becameIdle(context: context)
-        case .awaitingConnectEnd(let authority, let record):
-            state = .switched
-            readsPaused = true   // until the tunnel's handlers are in place
+        case .switchToTunnel(let authority, let record):
             TunnelSwitch.handleConnect(authority: authority, requestID: record.requestID,
                                        started: record.started, context: context, proxy: proxy)
-        case .idle, .switched, .closing:
+        case .none:
             break
         }
     }
 
     /// The exchange is over and the connection stays: wait for the next request, serve queued ones.
     func becameIdle(context: ChannelHandlerContext) {
-        state = .idle
-        if queuedRequests == 0 {
-            headDeadline?.awaitNextHead()   // a queued head is complete already
-        }
-        if quiescing, queue.isEmpty {
-            state = .closing
+        perform(machine.becameIdle(), context: context)
+    }
+
+    func perform(_ action: Machine.IdleAction, context: ChannelHandlerContext) {
+        switch action {
+        case .close:
             context.close(promise: nil)
-            return
+        case .pump(let awaitNextHead):
+            if awaitNextHead { headDeadline?.awaitNextHead() }   // a queued head is complete already
+            pump(context: context)
         }
-        pump(context: context)
     }
 
     // MARK: Flow control and lifecycle
 
     func read(context: ChannelHandlerContext) {
-        if readsPaused {
-            readPending = true
-        } else {
-            context.read()
-        }
+        if machine.readRequested() { context.read() }
     }
 
     func resumeReads() {
-        guard readsPaused else { return }
-        readsPaused = false
-        if bodyTimer != nil {
+        let (wasPaused, issueRead) = machine.resumeReads()
+        if wasPaused, bodyTimer != nil {
             lastBodyRead = .now()   // the pause was the origin's doing, not the client's silence
         }
-        if readPending, let context {
-            readPending = false
-            context.read()
-        }
+        if issueRead, let context { context.read() }
     }
 
     /// Before the tunnel's handlers replace this one: a read held back here would be lost.
     func releaseHeldRead() {
-        readsPaused = false
-        if readPending, let context {
-            readPending = false
-            context.read()
-        }
+        if machine.releaseHeldRead(), let context { context.read() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            switch state {
+            switch machine.state {
             case .forwarding(let exchange, _, _): exchange.resumeResponse()
             case .idle: pump(context: context)
             default: break
@@ -343,19 +250,17 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelBodyTimer()
-        if case .forwarding(let exchange, let record, _) = state {
+        if let (exchange, record) = machine.clientClosed() {
             // The client is gone: stop the upstream transfer now.
             exchange.cancel()
             log(record, note: "client_closed")
         }
-        state = .closing
-        queue.removeAll()
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is RequestHeadDeadline.Expired {
-            guard case .idle = state, queue.isEmpty else { return }
+            guard machine.headDeadlineExpired() else { return }
             respondLocally(status: .requestTimeout, text: "request headers not received in time",
                            record: unparsedRequestRecord(), close: true, context: context,
                            note: "client_header_timeout")
@@ -367,30 +272,21 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if event is IdleStateHandler.IdleStateEvent {
             // Nothing moved either way for the idle timeout.
-            switch state {
-            case .idle, .discardingRequestBody, .awaitingConnectEnd, .closing:
-                // Also with requests queued, or a last response that never flushed: the client
-                // reads nothing.
-                state = .closing
+            switch machine.idleTimeout(outputWritable: context.channel.isWritable) {
+            case .close:
                 context.close(promise: nil)
-            case .forwarding(let exchange, let record, _) where !context.channel.isWritable:
-                // The origin is held back for a client that stopped reading: let both go.
+            case .cancelAndClose(let exchange, let record):
                 exchange.cancel()
                 log(record, note: "aborted client_stalled")
-                state = .closing
                 context.close(promise: nil)
-            case .forwarding, .switched:
-                break   // a slow origin has its own timeouts
+            case .none:
+                break
             }
             return
         }
         if event is ChannelShouldQuiesceEvent {
             // Idle connections close now, busy ones when their response ends (finishResponse).
-            quiescing = true
-            if case .idle = state, queue.isEmpty {
-                state = .closing
-                context.close(promise: nil)
-            }
+            if machine.quiesce() { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -406,10 +302,6 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // The decoder rejected input: it belongs to the request being read, or to one queued behind
         // the request in flight, answered in turn.
-        if queue.isEmpty, acceptsInput(context) {
-            handleProtocolError(parserError, context: context)
-        } else {
-            enqueue(.malformed(parserError))
-        }
+        arrived(.malformed(parserError), context: context)
     }
 }

@@ -50,10 +50,10 @@ struct HandlerFlowTests {
             for part in Self.onboardingRequest() { try channel.writeInbound(part) }
         }
         #expect(try Self.responseHeads(channel) == 0, "nothing is answered while the client does not read")
-        #expect(handler.queuedRequests == 8)
-        #expect(handler.queue.count == 16)
-        #expect(handler.queueOverflowed)
-        #expect(handler.readsPaused)
+        #expect(handler.machine.queuedRequests == 8)
+        #expect(handler.machine.queue.count == 16)
+        #expect(handler.machine.queueOverflowed)
+        #expect(handler.machine.readsPaused)
 
         channel.isWritable = true
         channel.pipeline.fireChannelWritabilityChanged()
@@ -72,13 +72,13 @@ struct HandlerFlowTests {
         for _ in 0..<3 {
             for part in Self.onboardingRequest() { try channel.writeInbound(part) }
         }
-        #expect(handler.queuedRequests == 3)
+        #expect(handler.machine.queuedRequests == 3)
         channel.isWritable = true
         channel.pipeline.fireChannelWritabilityChanged()
         #expect(try Self.responseHeads(channel) == 3)
         #expect(channel.isActive)
-        #expect(!handler.readsPaused)
-        #expect(handler.queue.isEmpty)
+        #expect(!handler.machine.readsPaused)
+        #expect(handler.machine.queue.isEmpty)
         _ = try channel.finish()
         await proxy.shutdownClients()
     }
