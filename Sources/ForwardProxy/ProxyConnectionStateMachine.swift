@@ -2,12 +2,6 @@ import HTTPRules
 import NIOCore
 import NIOHTTP1
 
-/// What the state machine needs to know of the response in flight: whether it takes more request
-/// body now (its upstream is writable).
-protocol InFlightExchange: AnyObject {
-    var acceptsRequestBody: Bool { get }
-}
-
 /// One request on a client connection, as the access log sees it.
 struct ProxyRequestRecord {
     let method: String
@@ -38,9 +32,18 @@ enum ResponseProgress {
 /// Input is taken only as fast as output drains: requests pipelined behind the one in flight wait
 /// in a bounded queue (reads stop while any wait), and no new request starts while the client's
 /// output is backed up.
-struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
+struct ProxyConnectionStateMachine {
+    typealias Exchange = any ResponseExchange
+
+    /// Tells a lookup's completion from a later one's.
+    struct LookupID: Equatable {
+        fileprivate let value: UInt64
+    }
+
     enum State {
         case idle
+        /// A response source is deciding asynchronously (a cache lookup); input waits in the queue.
+        case lookingUp(LookupID, ProxyRequestRecord)
         /// A request is being forwarded upstream.
         case forwarding(Exchange, ProxyRequestRecord, ResponseProgress)
         /// A local response was sent; the rest of the request body is read and dropped.
@@ -71,6 +74,7 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
     private var readPending = false
     /// Graceful shutdown asked for this connection to close once the request in flight is done.
     private(set) var quiescing = false
+    private var lookups: UInt64 = 0
     let pipelinedRequestLimit: Int
 
     init(pipelinedRequestLimit: Int) {
@@ -119,7 +123,7 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
         case .idle: return outputWritable   // output backed up: start no new request
         case .forwarding(_, let record, _): return !record.requestEnded
         case .discardingRequestBody, .awaitingConnectEnd, .closing: return true
-        case .switched: return false
+        case .lookingUp, .switched: return false
         }
     }
 
@@ -129,7 +133,7 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
         case .idle: return outputWritable
         case .forwarding(let exchange, let record, _): return record.requestEnded || exchange.acceptsRequestBody
         case .discardingRequestBody, .awaitingConnectEnd: return true
-        case .switched, .closing: return false
+        case .lookingUp, .switched, .closing: return false
         }
     }
 
@@ -211,6 +215,22 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
         state = .forwarding(exchange, record, .awaitingHead)
     }
 
+    /// A source decides asynchronously: hold input until `lookupResolved`.
+    mutating func startLookup(_ record: ProxyRequestRecord) -> LookupID {
+        lookups += 1
+        let lookup = LookupID(value: lookups)
+        state = .lookingUp(lookup, record)
+        readsPaused = true
+        return lookup
+    }
+
+    /// The lookup's plan is known: its record if the lookup is still the one in flight (the
+    /// handler now performs the plan, which sets the next state), nil if the connection moved on.
+    func lookupResolved(_ lookup: LookupID) -> ProxyRequestRecord? {
+        guard case .lookingUp(let current, let record) = state, current == lookup else { return nil }
+        return record
+    }
+
     mutating func awaitConnectEnd(_ authority: Authority, record: ProxyRequestRecord) {
         state = .awaitingConnectEnd(authority, record)
     }
@@ -241,8 +261,8 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
             state = .switched
             readsPaused = true   // until the tunnel's handlers are in place
             return .switchToTunnel(authority, record)
-        case .idle, .switched, .closing:
-            return .none
+        case .idle, .lookingUp, .switched, .closing:
+            return .none   // while looking up, input is queued and never reaches here
         }
     }
 
@@ -361,14 +381,25 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
 
     // MARK: Connection events
 
-    /// The client went away: the exchange to cancel (and log), if one was in flight.
-    mutating func clientClosed() -> (Exchange, ProxyRequestRecord)? {
+    enum ClientClosedAction {
+        /// Stop the exchange in flight and log its request.
+        case cancel(Exchange, ProxyRequestRecord)
+        /// A lookup was in flight: its result will be dropped; log its request.
+        case abandonLookup(ProxyRequestRecord)
+        case none
+    }
+
+    /// The client went away.
+    mutating func clientClosed() -> ClientClosedAction {
         defer {
             state = .closing
             queue.removeAll()
         }
-        if case .forwarding(let exchange, let record, _) = state { return (exchange, record) }
-        return nil
+        switch state {
+        case .forwarding(let exchange, let record, _): return .cancel(exchange, record)
+        case .lookingUp(_, let record): return .abandonLookup(record)
+        default: return .none
+        }
     }
 
     /// The request-head deadline expired: whether to answer 408 (only when waiting for a head).
@@ -395,8 +426,8 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
         case .forwarding(let exchange, let record, _) where !outputWritable:
             state = .closing
             return .cancelAndClose(exchange, record)
-        case .forwarding, .switched:
-            return .none
+        case .forwarding, .lookingUp, .switched:
+            return .none   // lookups and slow origins have deadlines of their own
         }
     }
 
@@ -436,6 +467,11 @@ struct ProxyConnectionStateMachine<Exchange: InFlightExchange> {
         case .awaitingConnectEnd(let authority, var record):
             record.requestEnded = true
             state = .awaitingConnectEnd(authority, record)
+            return .respond(record)
+        case .lookingUp(_, var record):
+            // Not reached (input is queued during a lookup); if it were, the lookup is dropped.
+            record.requestEnded = true
+            state = .closing
             return .respond(record)
         case .idle:
             return .respondUnparsed

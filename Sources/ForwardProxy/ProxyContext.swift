@@ -12,21 +12,28 @@ final class ProxyContext: Sendable {
     let configuration: ProxyConfiguration
     let originClient: OriginClient
     let interception: InterceptionTLS
-    let onboarding: OnboardingSite
+    /// Who answers each request: the local site, the cache (when configured), the origin relay.
+    let sources: ResponseSources
     /// Vets every upstream destination; the listeners' addresses are added once bound.
     let destinations: DestinationGuard
     /// Where `destinations` runs getaddrinfo; shut down with the service.
     let resolverThreads: NIOThreadPool
     let logger: Logger
 
-    init(configuration: ProxyConfiguration, leaves: LeafCertificateCache, eventLoopGroup: any EventLoopGroup, logger: Logger) throws {
+    init(configuration: ProxyConfiguration, leaves: LeafCertificateCache, eventLoopGroup: any EventLoopGroup,
+         cache: (any ResponseSource)? = nil, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         self.interception = InterceptionTLS(leaves: leaves)
-        self.onboarding = OnboardingSite(
+        let onboarding = OnboardingSite(
             caCertificatePEM: leaves.authority.certificatePEM,
             caCertificateDER: leaves.authority.certificateDER,
             noProxyExtra: configuration.noProxyExtra
+        )
+        self.sources = ResponseSources(
+            localSite: LocalSite(onboarding: onboarding, configuredProxyURL: configuration.publicProxyURL,
+                                 listenerPort: configuration.port),
+            cache: cache
         )
         // Name lookups block a thread for as long as DNS takes: they get their own threads, so a slow
         // resolver cannot hold up leaf minting on the shared pool.
@@ -66,20 +73,5 @@ final class ProxyContext: Sendable {
     func shutdownClients() async {
         await originClient.shutdown()
         try? await resolverThreads.shutdownGracefully()
-    }
-
-    /// The proxy URL to put into `proxy-env.sh` for a client that reached us through `local`.
-    func publicProxyURL(hostHeader: String?, localAddress: SocketAddress?) -> String {
-        if let configured = configuration.publicProxyURL {
-            return configured
-        }
-        if let hostHeader, (try? Authority.parse(hostHeader, defaultPort: 80)) != nil {
-            return "http://" + hostHeader
-        }
-        if let localAddress, let ip = localAddress.ipAddress, let port = localAddress.port {
-            let host = ip.contains(":") ? "[\(ip)]" : ip
-            return "http://\(host):\(port)"
-        }
-        return "http://localhost:\(configuration.port)"
     }
 }

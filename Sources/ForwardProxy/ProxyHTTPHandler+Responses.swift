@@ -5,77 +5,93 @@ import NIOHTTP1
 import Onboarding
 import OriginConnections
 
-/// Forwarding to the origin, relaying its response, and the responses passsage writes itself.
-extension ProxyHTTPHandler: OriginExchangeDelegate {
-    // MARK: Forwarding
+/// Performing a request's response plan: local answers, the origin relay, lookups and the
+/// exchanges sources prepare, relaying their responses, and the responses passsage writes itself.
+extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
+    // MARK: Plans
 
-    func forward(
-        head: HTTPRequestHead,
-        scheme: RequestScheme,
-        authority: Authority,
-        path: String,
-        record: RequestRecord,
-        context: ChannelHandlerContext
-    ) {
-        let hostHeader = authority.urlAuthority(scheme: scheme)
-        var headers = HeaderRules.upstreamRequestHeaders(from: head.headers, hostHeader: hostHeader,
-                                                         requestID: record.requestID)
-        if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-            // We stream the body as it comes, so answer the client's expectation ourselves.
-            headers.remove(name: "expect")
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
-                                  promise: nil)
-        }
-        let bodyLength = Self.requestBodyLength(head.headers)
-        switch bodyLength {
-        case .some(.some(let length)):
-            headers.replaceOrAdd(name: "Content-Length", value: String(length))
-        case .some(.none):
-            headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
-        case .none:
-            headers.remove(name: "content-length")
-            // Methods that normally carry a body say explicitly that this one has none.
-            if head.method == .POST || head.method == .PUT || head.method == .PATCH {
-                headers.add(name: "Content-Length", value: "0")
+    /// Asks the response sources for `request` and performs their plan.
+    func serve(_ request: SourceRequest, record: RequestRecord, context: ChannelHandlerContext) {
+        perform(proxy.sources.plan(for: request, eventLoop: context.eventLoop), for: request, record: record,
+                context: context)
+    }
+
+    func perform(_ plan: ResponsePlan, for request: SourceRequest, record: RequestRecord, context: ChannelHandlerContext) {
+        switch plan {
+        case .local(let reply):
+            var body = context.channel.allocator.buffer(capacity: reply.body.count)
+            body.writeBytes(reply.body)
+            respondLocally(status: reply.status, headers: reply.headers, body: body, record: record,
+                           close: !record.keepAlive, context: context)
+        case .relay:
+            guard case .url(let scheme, let authority, let path) = request.target else {
+                // The local site takes every request addressed to the proxy itself.
+                respondLocally(status: .notFound, text: "not found", record: record, close: !record.keepAlive,
+                               context: context)
+                return
             }
+            let started = OriginRelay(client: proxy.originClient).start(
+                head: request.head, scheme: scheme, authority: authority, path: path, requestID: record.requestID,
+                eventLoop: context.eventLoop, delegate: self)
+            if started.answerContinue {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: request.head.version, status: .continue))),
+                                      promise: nil)
+            }
+            startedExchange(started.exchange, hasBody: started.hasBody, record: record, context: context)
+        case .pending(let decision):
+            // Reads stay held (the machine queues whatever arrives) until the plan is known.
+            let lookup = machine.startLookup(record)
+            decision.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                lookupCompleted(lookup, result: result, request: request)
+            }
+        case .exchange(let prepared):
+            let exchange = prepared.start(delegate: self)
+            startedExchange(exchange, hasBody: OriginRelay.requestBodyLength(request.head.headers) != nil, record: record,
+                            context: context)
         }
-        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: path, headers: headers)
-        // The exchange never calls back before startExchange returns.
-        let exchange = proxy.originClient.startExchange(
-            on: context.eventLoop,
-            origin: Origin(host: authority.host, port: authority.port, usesTLS: scheme == .https),
-            head: upstreamHead,
-            hasBody: bodyLength != nil,
-            delegate: self
-        )
+    }
+
+    private func startedExchange(_ exchange: any ResponseExchange, hasBody: Bool, record: RequestRecord,
+                                 context: ChannelHandlerContext) {
         machine.startForwarding(exchange, record: record)
-        if bodyLength != nil, !record.requestEnded {
+        if hasBody, !record.requestEnded {
             lastBodyRead = .now()
             armBodyTimer(context: context)
         }
     }
 
-    /// The request body length: nil when there is no body, `.some(nil)` when it is chunked.
-    private static func requestBodyLength(_ headers: HTTPHeaders) -> Int64?? {
-        if headers[canonicalForm: "transfer-encoding"].contains(where: { $0.lowercased() == "chunked" }) {
-            return .some(nil)
+    private func lookupCompleted(_ lookup: Machine.LookupID, result: Result<ResponsePlan, any Error>,
+                                 request: SourceRequest) {
+        guard let context, let record = machine.lookupResolved(lookup) else {
+            // The client left (or the connection closed) while the lookup ran.
+            if case .success(.exchange(let prepared)) = result { prepared.discard() }
+            return
         }
-        if let text = headers.first(name: "content-length"), let length = Int64(text), length > 0 {
-            return .some(length)
+        let plan: ResponsePlan
+        switch result {
+        case .success(let decided):
+            plan = decided
+        case .failure(let error):
+            // A source that cannot decide must not take the request down with it: relay it.
+            proxy.logger.warning("response source failed; relaying the request", metadata: [
+                "request_id": "\(record.requestID)", "error": "\(error)",
+            ])
+            plan = .relay
         }
-        return nil
+        perform(plan, for: request, record: record, context: context)
+        pump(context: context)
     }
 
-    // MARK: OriginExchangeDelegate
+    // MARK: ResponseExchangeDelegate
 
-    func originExchange(_ exchange: OriginExchange, didReceiveHead head: HTTPResponseHead) {
+    func exchange(_ exchange: any ResponseExchange, didReceiveHead head: HTTPResponseHead) {
         machine.originHead(exchange, status: head.status) { record in
             HTTPResponseHead(version: .http1_1, status: head.status,
                              headers: HeaderRules.clientResponseHeaders(from: head.headers, requestID: record.requestID))
         }
     }
 
-    func originExchange(_ exchange: OriginExchange, didReceiveBodyPart buffer: ByteBuffer) {
+    func exchange(_ exchange: any ResponseExchange, didReceiveBodyPart buffer: ByteBuffer) {
         guard let context, let pendingHead = machine.originBody(exchange, bytes: buffer.readableBytes) else { return }
         if let head = pendingHead { context.write(wrapOutboundOut(.head(head)), promise: nil) }
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
@@ -84,25 +100,25 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
     }
 
     /// One flush per burst of upstream reads: one TLS record batch and one write syscall.
-    func originExchangeDidCompleteRead(_ exchange: OriginExchange) {
+    func exchangeDidCompleteRead(_ exchange: any ResponseExchange) {
         guard let context, let pendingHead = machine.originReadComplete(exchange) else { return }
         if let head = pendingHead { context.write(wrapOutboundOut(.head(head)), promise: nil) }
         context.flush()
     }
 
-    func originExchangeDidFinish(_ exchange: OriginExchange) {
+    func exchangeDidFinish(_ exchange: any ResponseExchange) {
         guard let context, let (pendingHead, record) = machine.originFinished(exchange) else { return }
         if let head = pendingHead { context.write(wrapOutboundOut(.head(head)), promise: nil) }
         cancelBodyTimer()
         finishResponse(record: record, close: !record.keepAlive || !record.requestEnded, context: context)
     }
 
-    func originExchangeBecameWritable(_ exchange: OriginExchange) {
+    func exchangeBecameWritable(_ exchange: any ResponseExchange) {
         guard let context, machine.isInFlight(exchange) else { return }
         pump(context: context)
     }
 
-    func originExchange(_ exchange: OriginExchange, didFail error: any Error) {
+    func exchange(_ exchange: any ResponseExchange, didFail error: any Error) {
         guard let context, let action = machine.originFailed(exchange) else { return }
         cancelBodyTimer()
         let failure = UpstreamFailure.classify(error)
@@ -119,30 +135,27 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
         }
     }
 
+    // MARK: OriginExchangeDelegate (the relay's exchanges report here)
+
+    func originExchange(_ exchange: OriginExchange, didReceiveHead head: HTTPResponseHead) {
+        self.exchange(exchange, didReceiveHead: head)
+    }
+
+    func originExchange(_ exchange: OriginExchange, didReceiveBodyPart buffer: ByteBuffer) {
+        self.exchange(exchange, didReceiveBodyPart: buffer)
+    }
+
+    func originExchangeDidCompleteRead(_ exchange: OriginExchange) { exchangeDidCompleteRead(exchange) }
+
+    func originExchangeDidFinish(_ exchange: OriginExchange) { exchangeDidFinish(exchange) }
+
+    func originExchangeBecameWritable(_ exchange: OriginExchange) { exchangeBecameWritable(exchange) }
+
+    func originExchange(_ exchange: OriginExchange, didFail error: any Error) {
+        self.exchange(exchange, didFail: error)
+    }
+
     // MARK: Local responses
-
-    func serveOnboarding(head: HTTPRequestHead, pathAndQuery: String, record: RequestRecord,
-                         context: ChannelHandlerContext) {
-        let proxyURL = proxy.publicProxyURL(
-            hostHeader: isAddressedToProxy(head) ? head.headers.first(name: "host") : nil,
-            localAddress: context.channel.localAddress
-        )
-        let response = proxy.onboarding.respond(method: head.method.rawValue, pathAndQuery: pathAndQuery,
-                                                proxyURL: proxyURL)
-        var headers = HTTPHeaders([("Content-Type", response.contentType), ("Cache-Control", "no-store")])
-        headers.add(contentsOf: response.extraHeaders)
-        var body = context.channel.allocator.buffer(capacity: response.body.count)
-        body.writeBytes(response.body)
-        respondLocally(status: HTTPResponseStatus(statusCode: response.status), headers: headers, body: body,
-                       record: record, close: !record.keepAlive, context: context)
-    }
-
-    /// An origin-form request on the proxy's own listener is addressed to the proxy itself, so its
-    /// Host header is the proxy's address as the client knows it.
-    private func isAddressedToProxy(_ head: HTTPRequestHead) -> Bool {
-        if case .forwardListener = mode { return head.uri.hasPrefix("/") }
-        return false
-    }
 
     /// An error passsage reports itself: a short cause and the request id (`LocalResponse.errorText`).
     func respondLocally(status: HTTPResponseStatus, text: String, record: RequestRecord, close: Bool,
@@ -198,8 +211,4 @@ extension ProxyHTTPHandler: OriginExchangeDelegate {
         if let note { line += " " + note }
         proxy.logger.info("\(line)")
     }
-}
-
-extension OriginExchange: InFlightExchange {
-    var acceptsRequestBody: Bool { isWritable }
 }

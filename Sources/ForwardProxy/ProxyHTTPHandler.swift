@@ -27,7 +27,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
-    typealias Machine = ProxyConnectionStateMachine<OriginExchange>
+    typealias Machine = ProxyConnectionStateMachine
     typealias RequestRecord = ProxyRequestRecord
 
     let mode: ConnectionMode
@@ -155,15 +155,15 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             machine.awaitConnectEnd(authority, record: record)
         case .origin(let pathAndQuery):
-            serveOnboarding(head: head, pathAndQuery: pathAndQuery, record: record, context: context)
+            serve(SourceRequest(head: head, target: .proxyItself(pathAndQuery: pathAndQuery),
+                                localAddress: context.channel.localAddress),
+                  record: record, context: context)
         case .absolute(let scheme, let authority, let pathAndQuery):
             let path = UpstreamURL.encodeInvalidCharacters(pathAndQuery)
             record.target = "\(scheme.rawValue)://\(authority.urlAuthority(scheme: scheme))\(path)"
-            if authority.host == OnboardingSite.hostName {
-                serveOnboarding(head: head, pathAndQuery: pathAndQuery, record: record, context: context)
-            } else {
-                forward(head: head, scheme: scheme, authority: authority, path: path, record: record, context: context)
-            }
+            serve(SourceRequest(head: head, target: .url(scheme: scheme, authority: authority, path: path),
+                                localAddress: context.channel.localAddress),
+                  record: record, context: context)
         }
     }
 
@@ -185,7 +185,7 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let exchange = machine.bodyDestination() else { return }
         lastBodyRead = .now()
         exchange.writeBody(buffer)
-        if !exchange.isWritable { machine.pauseReads() }
+        if !exchange.acceptsRequestBody { machine.pauseReads() }
     }
 
     private func receivedEnd(context: ChannelHandlerContext) {
@@ -250,10 +250,15 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         cancelBodyTimer()
-        if let (exchange, record) = machine.clientClosed() {
+        switch machine.clientClosed() {
+        case .cancel(let exchange, let record):
             // The client is gone: stop the upstream transfer now.
             exchange.cancel()
             log(record, note: "client_closed")
+        case .abandonLookup(let record):
+            log(record, note: "client_closed during_lookup")
+        case .none:
+            break
         }
         context.fireChannelInactive()
     }

@@ -7,11 +7,16 @@ import Testing
 /// `ProxyConnectionStateMachine` as a plain value: no channel, no I/O.
 @Suite("Proxy connection state machine")
 struct ConnectionStateMachineTests {
-    final class FakeExchange: InFlightExchange {
+    final class FakeExchange: ResponseExchange {
         var acceptsRequestBody = true
+        func writeBody(_ buffer: ByteBuffer) {}
+        func end() {}
+        func pauseResponse() {}
+        func resumeResponse() {}
+        func cancel() {}
     }
 
-    typealias Machine = ProxyConnectionStateMachine<FakeExchange>
+    typealias Machine = ProxyConnectionStateMachine
 
     static let head = HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "http://a/"))
     static let end = HTTPServerRequestPart.end(nil)
@@ -150,11 +155,81 @@ struct ConnectionStateMachineTests {
         let exchange = FakeExchange()
         machine.startForwarding(exchange, record: Self.record())
         _ = machine.arrived(.part(Self.head), outputWritable: true)
-        let cancelled = machine.clientClosed()
-        #expect(cancelled?.0 === exchange)
+        guard case .cancel(let cancelled, _) = machine.clientClosed() else {
+            Issue.record("the exchange in flight is cancelled")
+            return
+        }
+        #expect(cancelled === exchange)
         #expect(machine.queue.isEmpty)
-        let nothing = machine.clientClosed()
-        #expect(nothing == nil, "nothing left to cancel")
+        guard case .none = machine.clientClosed() else {
+            Issue.record("nothing left to cancel")
+            return
+        }
+    }
+
+    @Test func aLookupHoldsInputUntilItResolvesThenTheQueuedPartsFlow() {
+        var machine = Machine(pipelinedRequestLimit: 4)
+        let lookup = machine.startLookup(Self.record(ended: false))
+        #expect(machine.readsPaused, "reads are held while the source decides")
+        #expect(!machine.wantsInput(outputWritable: true))
+        guard case .queued = machine.arrived(.part(Self.end), outputWritable: true),
+              case .queued = machine.arrived(.part(Self.head), outputWritable: true) else {
+            Issue.record("input during a lookup waits in the queue")
+            return
+        }
+        #expect(Self.pump(&machine).handled == 0, "nothing is handed out while looking up")
+        let record = machine.lookupResolved(lookup)
+        #expect(record?.target == "http://a/")
+        // The handler performs the plan: here, an exchange starts.
+        machine.startForwarding(FakeExchange(), record: record!)
+        guard case .handle(.part(.end)) = machine.nextPumpStep(outputWritable: true),
+              case .endRequestBody = machine.requestEnded() else {
+            Issue.record("the request's end flows to the exchange")
+            return
+        }
+        guard case .wait = machine.nextPumpStep(outputWritable: true) else {
+            Issue.record("the next head waits for the response")
+            return
+        }
+    }
+
+    @Test func aLookupThatCompletesAfterTheClientLeftIsDropped() {
+        var machine = Machine(pipelinedRequestLimit: 4)
+        let lookup = machine.startLookup(Self.record())
+        guard case .abandonLookup(let record) = machine.clientClosed() else {
+            Issue.record("the lookup's request is logged as abandoned")
+            return
+        }
+        #expect(record.requestID == "r")
+        #expect(machine.lookupResolved(lookup) == nil, "the late plan is not performed")
+        #expect(machine.headDisposition() == .ignore)
+    }
+
+    @Test func aStaleLookupIdentityIsNotTakenForTheCurrentOne() {
+        var machine = Machine(pipelinedRequestLimit: 4)
+        let first = machine.startLookup(Self.record())
+        #expect(machine.lookupResolved(first) != nil)
+        let second = machine.startLookup(Self.record())
+        #expect(first != second)
+        #expect(machine.lookupResolved(first) == nil)
+        #expect(machine.lookupResolved(second) != nil)
+    }
+
+    @Test func quiescingDuringALookupClosesWhenItsResponseEndsAndTheIdleTimeoutLeavesItAlone() {
+        var machine = Machine(pipelinedRequestLimit: 4)
+        let lookup = machine.startLookup(Self.record())
+        let closesNow = machine.quiesce()
+        #expect(!closesNow, "busy: it closes after its response")
+        guard case .none = machine.idleTimeout(outputWritable: true) else {
+            Issue.record("a lookup has its own deadline")
+            return
+        }
+        let record = machine.lookupResolved(lookup)!
+        machine.startForwarding(FakeExchange(), record: record)
+        guard case .closeAfterFlush = machine.responseFinished(close: false) else {
+            Issue.record("quiescing: closed once the response ended")
+            return
+        }
     }
 
     @Test func quiescingClosesAnIdleConnectionNowAndABusyOneWhenItsResponseEnds() {
