@@ -34,7 +34,9 @@ struct DownloadTests {
     /// Ranges answered with 200 and the whole object, cut short, or one byte off, in the middle
     /// of the parallel phase: each is refused, retried from the last verified byte, and the
     /// object still arrives intact, still through ranges.
-    @Test(.tags(.heavy), arguments: ["fault=ok200&faultFrom=5&faults=2", "fault=short&faultFrom=5&faults=4", "fault=wrong&faultFrom=5&faults=2"])
+    /// Fewer consecutive faults than range attempts per chunk (3): with more, one chunk may meet them
+    /// all and the download rightly falls back to one stream, which is not what this test is about.
+    @Test(.tags(.heavy), arguments: ["fault=ok200&faultFrom=5&faults=2", "fault=short&faultFrom=5&faults=2", "fault=wrong&faultFrom=5&faults=2"])
     func oneGiBRecoversFromBadRangeAnswers(_ faults: String) async throws {
         try await Xs3Fixture.with(["--chunk-size", "16MiB", "--range-size", "4MiB"]) { fixture in
             let result = try await download(fixture.url("/object/\(Self.gibibyte)?\(faults)"))
