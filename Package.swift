@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.12.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.1.0"),
     ],
     targets: [
         // CA loading/generation, leaf minting and the leaf cache.
@@ -60,7 +61,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Storage plumbing shared by the data plane and the proxy: streams, ranges, retries.
-        .target(name: "StorageCore", dependencies: nio),
+        .target(name: "StorageCore", dependencies: nio + ["HTTPRules"]),
         // The chunk manifest and its binary codec (pure).
         .target(name: "ChunkManifest"),
         // The object-store protocol, chunk keys, and the local-directory backend.
@@ -88,6 +89,13 @@ let package = Package(
         ]),
         // Pure download planning: chunk plans, chunk ownership, the concurrency ramp, ranges, sizes.
         .target(name: "DownloadPlanning", dependencies: ["StorageCore", "HTTPRules"]),
+        // passsage's caching rules (pure): Cache-Control, freshness, storability, decisions,
+        // invalidation, Cache-Status, policies, cache keys.
+        .target(name: "CachePolicy", dependencies: [
+            "HTTPRules",
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
+        ]),
         // The data plane's download engine: upstream clients, chunk files, parallel range download.
         .target(name: "DownloadEngine", dependencies: nio + [
             "DownloadPlanning", "StorageCore",
@@ -152,6 +160,8 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        .testTarget(name: "CachePolicyTests", dependencies: ["CachePolicy", "HTTPRules",
+                                                            .product(name: "NIOHTTP1", package: "swift-nio")]),
         .testTarget(name: "ForwardProxyTests", dependencies: nio + [
             "ForwardProxy", "HTTPRules", "OriginConnections", "CertificateAuthority",
             .product(name: "Logging", package: "swift-log"),
