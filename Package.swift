@@ -54,6 +54,7 @@ let package = Package(
             "OriginConnections",
             "CertificateAuthority",
             "Onboarding",
+            "StorageCore",
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOTLS", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -163,7 +164,7 @@ let package = Package(
         .testTarget(name: "CachePolicyTests", dependencies: ["CachePolicy", "HTTPRules",
                                                             .product(name: "NIOHTTP1", package: "swift-nio")]),
         .testTarget(name: "ForwardProxyTests", dependencies: nio + [
-            "ForwardProxy", "HTTPRules", "OriginConnections", "CertificateAuthority",
+            "ForwardProxy", "HTTPRules", "OriginConnections", "CertificateAuthority", "StorageCore", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
