@@ -22,15 +22,18 @@ final class CacheFill: Sendable, StoredChunkSource {
     /// starts from them.
     let headers: HTTPHeaders
     let size: Int64
+    /// The caller's fields, written with the manifest in the same update (`storeFields`).
+    let fields: MetadataFields
     private let chunks: ChunkStore
     private let ids: NIOLockedValueBox<[ChunkID?]>
     private let outcome = Completion<Outcome>()
     private let storeFailure = NIOLockedValueBox<String?>(nil)
 
-    init(key: String, download: ChunkedDownload, headers: HTTPHeaders, chunks: ChunkStore) {
+    init(key: String, download: ChunkedDownload, headers: HTTPHeaders, fields: MetadataFields = [:], chunks: ChunkStore) {
         self.key = key
         self.download = download
         self.headers = headers
+        self.fields = fields
         self.size = download.plan.totalSize
         self.chunks = chunks
         self.ids = NIOLockedValueBox(Array(repeating: nil, count: download.plan.count))
@@ -65,7 +68,9 @@ final class CacheFill: Sendable, StoredChunkSource {
             }
             let stored = ids.withLockedValue { $0.compactMap { $0 } }
             let manifest = try Manifest(chunkSize: plan.chunkSize, totalSize: plan.totalSize, chunks: stored)
-            try await metadata.upsert(key, fields: ["manifest_b64": .string(ManifestCodec.encodeBase64(manifest))])
+            var document = fields
+            document["manifest_b64"] = .string(ManifestCodec.encodeBase64(manifest))
+            try await metadata.upsert(key, fields: document)
             logger.debug("cached", metadata: ["key": "\(key)", "size": "\(plan.totalSize)", "chunks": "\(stored.count)"])
             outcome.complete(.cached(manifest))
         } catch {

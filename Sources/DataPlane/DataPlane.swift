@@ -43,7 +43,8 @@ public final class DataPlane: Sendable {
                 metrics: DataPlaneMetrics = DataPlaneMetrics(), logger: Logger) {
         self.configuration = configuration
         self.clients = UpstreamClientPool(eventLoopGroup: eventLoopGroup,
-                                          connectionsPerHost: max(64, 4 * configuration.download.concurrency))
+                                          connectionsPerHost: max(64, 4 * configuration.download.concurrency),
+                                          extraTrustFile: configuration.upstreamCAFile)
         self.fetcher = UpstreamFetcher(clients: clients)
         self.budget = WorkerBudget(capacity: configuration.maximumRangeWorkers)
         self.storage = configuration.passthrough ? nil : storage

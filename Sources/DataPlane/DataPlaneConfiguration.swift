@@ -7,6 +7,8 @@ public struct DataPlaneConfiguration: Sendable {
     public var download: DownloadSettings
     /// Accept any upstream certificate, for every request.
     public var upstreamTLSSkipVerify: Bool
+    /// Extra PEM trust anchors for upstream TLS, added to the system's.
+    public var upstreamCAFile: String?
     public var upstreamConnectTimeout: Duration
     /// Longest silence from upstream while a response is expected; nil for none.
     public var upstreamReadTimeout: Duration?
@@ -35,9 +37,10 @@ public struct DataPlaneConfiguration: Sendable {
                 upstreamReadTimeout: Duration? = .seconds(300), passthrough: Bool = false, maximumRangeWorkers: Int = 16,
                 hitReadAhead: Int = 8, uploadConcurrency: Int = 8, linkWaitTimeout: Duration = .seconds(60),
                 diskCacheCheckInterval: Duration = .seconds(10), chunkRefreshAge: Duration = .seconds(12 * 3600),
-                maximumBackgroundRefreshes: Int = 32) {
+                maximumBackgroundRefreshes: Int = 32, upstreamCAFile: String? = nil) {
         self.download = download
         self.upstreamTLSSkipVerify = upstreamTLSSkipVerify
+        self.upstreamCAFile = upstreamCAFile
         self.upstreamConnectTimeout = upstreamConnectTimeout
         self.upstreamReadTimeout = upstreamReadTimeout
         self.passthrough = passthrough

@@ -1,4 +1,5 @@
 import ChunkManifest
+import MetadataStore
 import NIOCore
 import NIOHTTP1
 import StorageCore
@@ -36,6 +37,11 @@ public struct DataPlaneRequest: Sendable {
     public var connectTimeout: Duration?
     /// nil: the configured default; `.some(nil)`: no read timeout.
     public var readTimeout: Duration??
+    /// The caller's say on storing a keyed download, asked with the upstream's status and headers
+    /// once they arrive: nil relays the response uncached; otherwise the fields are written with
+    /// the manifest, in one update, once the whole body is stored (so a document never pairs new
+    /// headers with old bytes). Unset: every 200 with a length is stored, with its manifest alone.
+    public var storeFields: (@Sendable (HTTPResponseStatus, HTTPHeaders) -> MetadataFields?)?
 
     public init(url: String, method: HTTPMethod = .GET, headers: HTTPHeaders = [:], range: String? = nil,
                 cacheKey: String? = nil, cacheSkip: Bool = false, manifest: Manifest? = nil,

@@ -116,8 +116,6 @@ enum Timestamp {
     }
 
     static func iso8601(secondsSinceEpoch seconds: Int64) -> String {
-        let (year, month, day, hour, minute, second) = Timestamps.civil(seconds)
-        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(year)-\(two(month))-\(two(day))T\(two(hour)):\(two(minute)):\(two(second))+00:00"
+        Timestamps.formatISO8601(seconds)
     }
 }

@@ -83,6 +83,15 @@ extension DataPlane {
             if registered { fills.abandon(key) }
             return relay(response, keyed: true)
         }
+        var fields: MetadataFields = [:]
+        if let storeFields = request.storeFields {
+            guard let wanted = storeFields(response.status, response.headers) else {
+                // The caller's rules forbid storing this response (no-store, private, ...).
+                if registered { fills.abandon(key) }
+                return relay(response, keyed: true)
+            }
+            fields = wanted
+        }
         guard hasTemporarySpace() else {
             // No room for chunk files: relay as it comes, cache nothing (reference §5.9).
             storage.diskCache?.enterDegradedMode()
@@ -93,7 +102,7 @@ extension DataPlane {
         var headers = DataPlaneHeaders.clientResponseHeaders(from: response.headers)
         Self.addFinalURL(response, to: &headers)
         if size == 0 {
-            await cacheEmptyBody(key: key, metadata: storage.metadata)
+            await cacheEmptyBody(key: key, fields: fields, metadata: storage.metadata)
             if registered { fills.abandon(key) }
             return Self.answer(range: request.range, size: 0, headers: headers, keyed: true).response
         }
@@ -103,7 +112,7 @@ extension DataPlane {
         default: creatorSpan = 0...(size - 1)
         }
         let download = makeDownload(response, size: size, span: creatorSpan, upstream: upstream, caching: true)
-        let fill = CacheFill(key: key, download: download, headers: headers, chunks: chunks)
+        let fill = CacheFill(key: key, download: download, headers: headers, fields: fields, chunks: chunks)
         if registered { fills.publish(key, fill) }
         download.start(initial: response.body, parallel: response.headers.first(name: "Accept-Ranges")?.lowercased() != "none")
         metrics.downloadStarted()
@@ -125,10 +134,12 @@ extension DataPlane {
         return DataPlaneResponse(status: status, headers: headers, body: fill.download.body(span: span, stored: fill))
     }
 
-    private func cacheEmptyBody(key: String, metadata: any MetadataStore) async {
+    private func cacheEmptyBody(key: String, fields: MetadataFields, metadata: any MetadataStore) async {
         do {
             let manifest = try Manifest(chunkSize: configuration.download.chunkSize, totalSize: 0, chunks: [])
-            try await metadata.upsert(key, fields: ["manifest_b64": .string(ManifestCodec.encodeBase64(manifest))])
+            var document = fields
+            document["manifest_b64"] = .string(ManifestCodec.encodeBase64(manifest))
+            try await metadata.upsert(key, fields: document)
         } catch {
             logger.warning("not cached: writing the manifest of an empty body failed", metadata: ["key": "\(key)", "error": "\(error)"])
         }

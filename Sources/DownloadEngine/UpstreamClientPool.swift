@@ -28,10 +28,14 @@ public final class UpstreamClientPool: Sendable {
     private let clients = NIOLockedValueBox([Profile: HTTPClient]())
     private let eventLoopGroup: any EventLoopGroup
     private let connectionsPerHost: Int
+    /// A PEM file of trust anchors added to the system's for verified upstream TLS.
+    private let extraTrustFile: String?
 
-    public init(eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectionsPerHost: Int = 64) {
+    public init(eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectionsPerHost: Int = 64,
+                extraTrustFile: String? = nil) {
         self.eventLoopGroup = eventLoopGroup
         self.connectionsPerHost = connectionsPerHost
+        self.extraTrustFile = extraTrustFile
     }
 
     /// The timeout actually used for `requested`: the next step up, or the largest step.
@@ -56,6 +60,10 @@ public final class UpstreamClientPool: Sendable {
             if profile.tlsSkipVerify {
                 var tls = TLSConfiguration.makeClientConfiguration()
                 tls.certificateVerification = .none
+                configuration.tlsConfiguration = tls
+            } else if let extraTrustFile {
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.additionalTrustRoots = [.file(extraTrustFile)]
                 configuration.tlsConfiguration = tls
             }
             let client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
