@@ -11,37 +11,39 @@ import S3ObjectStore
 import Glibc
 #endif
 
-/// What the storage options say.
-struct StorageOptions: Sendable {
-    var passthrough = false
-    var temporaryDirectoryGiven = false
-    var bucket: String?
-    var endpoint: String?
-    var region = "us-east-1"
-    var dataPrefix = "data/"
-    var cacheDirectory: String?
-    var lowWatermark = 85
-    var highWatermark = 95
-    var elasticsearchURL: String?
-    var elasticsearchIndex = "passsage_meta"
-    var dataDirectory = "xs3lerator-data"
-    var environment: [String: String] = [:]
+/// What the storage options say (xs3lerator's, and passsage's embedded data plane).
+public struct StorageOptions: Sendable {
+    public var passthrough = false
+    public var temporaryDirectoryGiven = false
+    public var bucket: String?
+    public var endpoint: String?
+    public var region = "us-east-1"
+    public var dataPrefix = "data/"
+    public var cacheDirectory: String?
+    public var lowWatermark = 85
+    public var highWatermark = 95
+    public var elasticsearchURL: String?
+    public var elasticsearchIndex = "passsage_meta"
+    public var dataDirectory = "xs3lerator-data"
+    public var environment: [String: String] = [:]
+
+    public init() {}
 }
 
 /// The stores the options name, opened, and how to close them.
-struct StorageSetup: Sendable {
-    let stores: DataPlaneStorage?
-    let description: String
+public struct StorageSetup: Sendable {
+    public let stores: DataPlaneStorage?
+    public let description: String
     private let closers: [@Sendable () async -> Void]
 
-    func close() async {
+    public func close() async {
         for close in closers { await close() }
     }
 
     /// S3 when a bucket is given, else a local object directory; Elasticsearch when a URL is
     /// given, else SQLite; both local ones under the data directory. Embedded (no bucket), the
     /// object directory doubles as the disk cache: one copy of each chunk on disk.
-    static func open(_ options: StorageOptions, logger: Logger) async throws -> StorageSetup {
+    public static func open(_ options: StorageOptions, logger: Logger) async throws -> StorageSetup {
         if options.passthrough {
             return StorageSetup(stores: nil, description: "none (passthrough)", closers: [])
         }
@@ -126,7 +128,7 @@ struct StorageSetup: Sendable {
         return StorageSetup(stores: stores, description: parts.joined(separator: ", "), closers: closers)
     }
 
-    static func absolute(_ path: String, environment: [String: String]) -> String {
+    public static func absolute(_ path: String, environment: [String: String]) -> String {
         if path.hasPrefix("/") { return path }
         var cwd = [CChar](repeating: 0, count: 4096)
         guard getcwd(&cwd, cwd.count) != nil else { return path }

@@ -1,3 +1,4 @@
+import StorageSetup
 import ArgumentParser
 import CommandLineSupport
 
