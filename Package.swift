@@ -135,7 +135,7 @@ let package = Package(
         // The data plane's CLI only.
         .executableTarget(name: "xs3lerator", dependencies: [
             "Xs3leratorService", "DataPlane", "DownloadEngine", "DownloadPlanning", "CommandLineSupport",
-            "ObjectStore", "S3ObjectStore", "AWSCore", "MetadataStore", "ChunkManifest",
+            "ObjectStore", "S3ObjectStore", "AWSCore", "MetadataStore", "ChunkManifest", "StorageSetup",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -150,6 +150,7 @@ let package = Package(
         .executableTarget(name: "passsage", dependencies: [
             "ForwardProxy", "CommandLineSupport",
             "CertificateAuthority", "OriginConnections",
+            "ProxyCache", "DataPlane", "DownloadEngine", "StorageSetup", "MetadataStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -160,6 +161,20 @@ let package = Package(
             "CertificateAuthority",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Opening the stores the storage options name (S3 or a local directory; Elasticsearch or
+        // SQLite), for xs3lerator and passsage's embedded data plane.
+        .target(name: "StorageSetup", dependencies: nio + [
+            "AWSCore", "CommandLineSupport", "DataPlane", "MetadataStore", "ObjectStore", "S3ObjectStore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // passsage's cache: the response source that looks entries up, decides and serves them
+        // through the data plane.
+        .target(name: "ProxyCache", dependencies: nio + [
+            "CachePolicy", "ChunkManifest", "DataPlane", "ForwardProxy", "HTTPRules", "MetadataStore",
+            "OriginConnections", "StorageCore",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CachePolicyTests", dependencies: ["CachePolicy", "HTTPRules",
                                                             .product(name: "NIOHTTP1", package: "swift-nio")]),

@@ -30,6 +30,8 @@ for round in $(seq 1 "$ROUNDS"); do
         # --deny-upstream is passed only to builds that know it (the origin is on loopback).
         DENY=()
         if [ "$("$binary" serve --help 2>&1 | grep -c -- --deny-upstream)" -gt 0 ]; then DENY=(--deny-upstream ""); fi
+        # The forwarding path is measured: no cache (older builds have none to turn off).
+        if [ "$("$binary" serve --help 2>&1 | grep -c -- --no-cache)" -gt 0 ]; then DENY+=(--no-cache); fi
         "$binary" --bind 127.0.0.1 --port 0 --health-port 0 --ca-dir "$WORK/ca-$round" \
             --upstream-ca-file "$WORK/origin-ca.pem" "${DENY[@]}" >"$LOG" 2>&1 &
         PID=$!

@@ -27,7 +27,7 @@ wait_for "$WORK/origin.log" "origin listening"
 ORIGIN_PORT="$(grep -o '[0-9]*$' "$WORK/origin.log")"
 
 "$BIN/passsage" --bind 127.0.0.1 --port 0 --health-port 0 --ca-dir "$WORK/ca" \
-    --upstream-ca-file "$WORK/origin-ca.pem" --deny-upstream "" >"$WORK/passsage.log" 2>&1 &
+    --upstream-ca-file "$WORK/origin-ca.pem" --deny-upstream "" --no-cache >"$WORK/passsage.log" 2>&1 &
 PIDS+=($!)
 wait_for "$WORK/passsage.log" "passsage proxy listening"
 PROXY_PORT="$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/passsage.log" | grep -o '[0-9]*$')"

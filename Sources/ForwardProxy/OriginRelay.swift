@@ -61,5 +61,5 @@ struct OriginRelay {
 }
 
 extension OriginExchange: ResponseExchange {
-    var acceptsRequestBody: Bool { isWritable }
+    public var acceptsRequestBody: Bool { isWritable }
 }

@@ -21,7 +21,7 @@ final class ProxyContext: Sendable {
     let logger: Logger
 
     init(configuration: ProxyConfiguration, leaves: LeafCertificateCache, eventLoopGroup: any EventLoopGroup,
-         cache: (any ResponseSource)? = nil, logger: Logger) throws {
+         cache: (@Sendable (DestinationGuard) -> any ResponseSource)? = nil, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         self.interception = InterceptionTLS(leaves: leaves)
@@ -30,11 +30,6 @@ final class ProxyContext: Sendable {
             caCertificateDER: leaves.authority.certificateDER,
             noProxyExtra: configuration.noProxyExtra
         )
-        self.sources = ResponseSources(
-            localSite: LocalSite(onboarding: onboarding, configuredProxyURL: configuration.publicProxyURL,
-                                 listenerPort: configuration.port),
-            cache: cache
-        )
         // Name lookups block a thread for as long as DNS takes: they get their own threads, so a slow
         // resolver cannot hold up leaf minting on the shared pool.
         let resolverThreads = NIOThreadPool(numberOfThreads: 8)
@@ -42,6 +37,11 @@ final class ProxyContext: Sendable {
         self.resolverThreads = resolverThreads
         let destinations = DestinationGuard(policy: configuration.destinationPolicy, threadPool: resolverThreads)
         self.destinations = destinations
+        self.sources = ResponseSources(
+            localSite: LocalSite(onboarding: onboarding, configuredProxyURL: configuration.publicProxyURL,
+                                 listenerPort: configuration.port),
+            cache: cache?(destinations)
+        )
         self.originClient = try OriginClient(group: eventLoopGroup,
                                              configuration: try Self.upstreamClientConfiguration(configuration,
                                                                                                  destinations: destinations))

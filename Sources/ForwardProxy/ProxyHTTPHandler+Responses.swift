@@ -22,7 +22,7 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
             var body = context.channel.allocator.buffer(capacity: reply.body.count)
             body.writeBytes(reply.body)
             respondLocally(status: reply.status, headers: reply.headers, body: body, record: record,
-                           close: !record.keepAlive, context: context)
+                           close: !record.keepAlive, context: context, headLength: reply.headLength)
         case .relay:
             guard case .url(let scheme, let authority, let path) = request.target else {
                 // The local site takes every request addressed to the proxy itself.
@@ -165,11 +165,14 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
                        record: record, close: close, context: context, note: note)
     }
 
+    /// `headLength`: for a HEAD, the Content-Length a GET would get (bug 13: not the empty body's 0).
     func respondLocally(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer,
-                        record: RequestRecord, close: Bool, context: ChannelHandlerContext, note: String? = nil) {
+                        record: RequestRecord, close: Bool, context: ChannelHandlerContext, note: String? = nil,
+                        headLength: Int? = nil) {
         var record = record
         record.status = status
-        let head = LocalResponse.head(status: status, contentLength: body.readableBytes, requestID: record.requestID,
+        let length = record.method == "HEAD" ? headLength ?? body.readableBytes : body.readableBytes
+        let head = LocalResponse.head(status: status, contentLength: length, requestID: record.requestID,
                                       close: close, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if record.method != "HEAD" {

@@ -18,16 +18,20 @@ public final class ProxyService: Service, Sendable {
     private let logger: Logger
     private let boundAddress = NIOLockedValueBox<SocketAddress?>(nil)
 
+    /// `cache` builds the cache's response source, given the guard every upstream destination must
+    /// pass (the cache's own fetches included); nil: a plain forward proxy.
     public init(
         configuration: ProxyConfiguration,
         leaves: LeafCertificateCache,
         logger: Logger,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        cache: (@Sendable (DestinationGuard) -> any ResponseSource)? = nil
     ) throws {
         self.configuration = configuration
         self.group = group
         self.logger = logger
-        self.proxy = try ProxyContext(configuration: configuration, leaves: leaves, eventLoopGroup: group, logger: logger)
+        self.proxy = try ProxyContext(configuration: configuration, leaves: leaves, eventLoopGroup: group,
+                                      cache: cache, logger: logger)
     }
 
     /// The proxy listener's address once bound.

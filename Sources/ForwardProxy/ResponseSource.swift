@@ -4,30 +4,39 @@ import NIOHTTP1
 
 /// One request as the response sources see it: the client's head and the one target the proxy
 /// fetches, logs and (later) keys, resolved once from the request line or the tunnel.
-struct SourceRequest: Sendable {
-    enum Target: Sendable {
+public struct SourceRequest: Sendable {
+    public enum Target: Sendable {
         /// An origin-form request on the proxy's own listener: addressed to the proxy itself.
         case proxyItself(pathAndQuery: String)
         /// `path` is the request's path and query, already encoded for the wire.
         case url(scheme: RequestScheme, authority: Authority, path: String)
     }
 
-    let head: HTTPRequestHead
-    let target: Target
+    public let head: HTTPRequestHead
+    public let target: Target
     /// The client's side of the connection: where a request addressed to the proxy arrived.
-    let localAddress: SocketAddress?
+    public let localAddress: SocketAddress?
 }
 
 /// A response that is whole in memory before it is written (onboarding pages, errors).
-struct LocalReply: Sendable {
-    var status: HTTPResponseStatus
-    var headers: HTTPHeaders
-    var body: [UInt8]
+public struct LocalReply: Sendable {
+    public var status: HTTPResponseStatus
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+    /// For HEAD answers: the length of the body a GET would get (the Content-Length to send).
+    public var headLength: Int?
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders, body: [UInt8], headLength: Int? = nil) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.headLength = headLength
+    }
 }
 
 /// How a request is answered. Sources are asked in turn (`ResponseSources`); the handler performs
 /// the plan.
-enum ResponsePlan: Sendable {
+public enum ResponsePlan: Sendable {
     /// Written now from memory.
     case local(LocalReply)
     /// Forwarded to the origin as the client sent it (`OriginRelay`).
@@ -41,7 +50,7 @@ enum ResponsePlan: Sendable {
 
 /// Something that may answer requests. Returns nil for requests it does not take, so the next
 /// source is asked. Called on the connection's event loop; must not block.
-protocol ResponseSource: Sendable {
+public protocol ResponseSource: Sendable {
     func plan(for request: SourceRequest, eventLoop: any EventLoop) -> ResponsePlan?
 }
 
@@ -49,7 +58,7 @@ protocol ResponseSource: Sendable {
 /// drives it: the request body goes in, the response comes back through a
 /// `ResponseExchangeDelegate`, and `pauseResponse`/`resumeResponse` carry the client's backpressure.
 /// Confined to the connection's event loop.
-protocol ResponseExchange: AnyObject {
+public protocol ResponseExchange: AnyObject {
     /// Whether more request body is taken now (its upstream is writable).
     var acceptsRequestBody: Bool { get }
     func writeBody(_ buffer: ByteBuffer)
@@ -62,7 +71,7 @@ protocol ResponseExchange: AnyObject {
 }
 
 /// Receives one exchange's response on the connection's event loop.
-protocol ResponseExchangeDelegate: AnyObject {
+public protocol ResponseExchangeDelegate: AnyObject {
     func exchange(_ exchange: any ResponseExchange, didReceiveHead head: HTTPResponseHead)
     func exchange(_ exchange: any ResponseExchange, didReceiveBodyPart buffer: ByteBuffer)
     /// The end of a burst of body parts: the moment to flush.
@@ -76,7 +85,7 @@ protocol ResponseExchangeDelegate: AnyObject {
 
 /// An exchange a source prepared but has not started: started when the handler performs the plan,
 /// or discarded if the client left meanwhile.
-protocol PreparedExchange: Sendable {
+public protocol PreparedExchange: Sendable {
     /// Must not call the delegate before it returns.
     func start(delegate: any ResponseExchangeDelegate) -> any ResponseExchange
     func discard()

@@ -9,19 +9,25 @@ import StorageCore
 /// Each piece of the body costs one hop to the event loop, and nothing is pulled while the
 /// client's output is backed up. The head rides with the first piece, and the end with the last
 /// one when `Content-Length` shows it complete, so a small hit costs a single hop.
-struct StreamedResponse: PreparedExchange {
+public struct StreamedResponse: PreparedExchange {
     let head: HTTPResponseHead
     let body: ByteStream
     let eventLoop: any EventLoop
 
-    func start(delegate: any ResponseExchangeDelegate) -> any ResponseExchange {
+    public init(head: HTTPResponseHead, body: ByteStream, eventLoop: any EventLoop) {
+        self.head = head
+        self.body = body
+        self.eventLoop = eventLoop
+    }
+
+    public func start(delegate: any ResponseExchangeDelegate) -> any ResponseExchange {
         let exchange = StreamedResponseExchange(head: head, eventLoop: eventLoop, delegate: delegate)
         exchange.startPumping(body)
         return exchange
     }
 
     /// Dropping the body releases what it holds.
-    func discard() {}
+    public func discard() {}
 }
 
 /// Lets the pump through while the client takes output; closed for good by `cancel`.

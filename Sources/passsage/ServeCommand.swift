@@ -1,11 +1,15 @@
 import ArgumentParser
 import CertificateAuthority
 import CommandLineSupport
+import DataPlane
+import DownloadEngine
 import ForwardProxy
 import Logging
 import NIOCore
 import OriginConnections
+import ProxyCache
 import ServiceLifecycle
+import StorageSetup
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -76,6 +80,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("no-intercept"), help: ArgumentHelp("Hosts tunnelled without TLS interception (pinned clients): host, .domain, *.domain; comma-separated or repeated. [PASSSAGE_NO_INTERCEPT]", valueName: "host-patterns"))
     var noIntercept: [String] = []
 
+    @Option(name: .customLong("data-dir"), help: "Where the embedded cache keeps objects and its SQLite metadata. [PASSSAGE_DATA_DIR, default ~/.passsage]")
+    var dataDirectory: String?
+
+    @Flag(name: .customLong("no-cache"), help: "Run as a plain forward proxy: nothing is cached. [PASSSAGE_NO_CACHE]")
+    var noCache = false
+
     @Flag(name: [.customShort("v"), .long], help: "Debug logging. [PASSSAGE_VERBOSE]")
     var verbose = false
 
@@ -101,13 +111,33 @@ struct ServeCommand: AsyncParsableCommand {
         case .generated(let directory): logger.notice("CA generated in \(directory)")
         }
         let leaves = try LeafCertificateCache(authority: authority)
-        let service = try ProxyService(configuration: configuration, leaves: leaves, logger: logger)
+        var embedded: EmbeddedCache?
+        if let dataDirectory = settings.dataDirectory {
+            embedded = try await EmbeddedCache.open(dataDirectory: dataDirectory, proxy: configuration, logger: logger)
+        }
+        var cacheSource: (@Sendable (DestinationGuard) -> any ResponseSource)?
+        if let embedded {
+            cacheSource = { destinations in embedded.source(destinations: destinations) }
+        }
+        let service: ProxyService
+        do {
+            service = try ProxyService(configuration: configuration, leaves: leaves, logger: logger, cache: cacheSource)
+        } catch {
+            await embedded?.close()
+            throw error
+        }
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await embedded?.close()
+            throw error
+        }
+        await embedded?.close()
     }
 }
 
@@ -124,6 +154,8 @@ struct Settings {
     var mitmCA: String?
     var mitmCACert: String?
     var caDirectory: String
+    /// nil: no cache (`--no-cache`).
+    var dataDirectory: String?
     var verbose: Bool
 
     init(command c: ServeCommand, environment: [String: String]) throws {
@@ -191,6 +223,14 @@ struct Settings {
             proxy.noIntercept = try HostPatternList(parsing: patterns)
         } catch {
             throw UsageError("invalid value for --no-intercept: \(error)")
+        }
+        if try env.flag(c.noCache, "PASSSAGE_NO_CACHE", option: "--no-cache") {
+            dataDirectory = nil
+        } else {
+            var directory = try env.value(c.dataDirectory, "PASSSAGE_DATA_DIR", option: "--data-dir") ?? home + "/.passsage"
+            if directory.hasPrefix("~/") { directory = home + directory.dropFirst() }
+            guard !directory.isEmpty else { throw UsageError("invalid value '' for --data-dir: must not be empty") }
+            dataDirectory = directory
         }
         verbose = try env.flag(c.verbose, "PASSSAGE_VERBOSE", option: "--verbose")
     }

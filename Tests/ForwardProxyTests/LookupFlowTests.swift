@@ -78,7 +78,7 @@ struct LookupFlowTests {
             let leaves = try LeafCertificateCache(
                 authority: try CertificateAuthority.generate(commonName: "lookup test CA", organization: "passsage tests"))
             proxy = try ProxyContext(configuration: ProxyConfiguration(), leaves: leaves,
-                                     eventLoopGroup: MultiThreadedEventLoopGroup.singleton, cache: source,
+                                     eventLoopGroup: MultiThreadedEventLoopGroup.singleton, cache: { [source] _ in source },
                                      logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             handler = ProxyHTTPHandler(mode: .forwardListener, proxy: proxy, headDeadline: nil)
             channel = EmbeddedChannel(handler: handler)

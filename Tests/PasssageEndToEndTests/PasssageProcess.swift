@@ -39,8 +39,11 @@ final class PasssageProcess: Sendable {
                        denyUpstream: String? = testDenyList, descriptorLimit: Int? = nil) async throws -> PasssageProcess {
         let caDirectory = try makeTemporaryDirectory() + "/ca"
         let deny = denyUpstream.map { ["--deny-upstream", $0] } ?? []
+        // The proxy's mechanics are tested without the cache unless a test asks for it with
+        // --data-dir (never the real ~/.passsage).
+        let cache = arguments.contains("--data-dir") || arguments.contains("--no-cache") ? [] : ["--no-cache"]
         var command = [executable, "--bind", "127.0.0.1", "--port", "0", "--health-port", "0", "--ca-dir", caDirectory]
-            + deny + arguments
+            + deny + cache + arguments
         if let descriptorLimit {
             command = ["/bin/sh", "-c", "ulimit -n \(descriptorLimit) && exec \"$0\" \"$@\""] + command
         }

@@ -1,0 +1,328 @@
+import CachePolicy
+import DataPlane
+import ForwardProxy
+import HTTPRules
+import Logging
+import MetadataStore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import OriginConnections
+import StorageCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What the cache may be tuned with.
+public struct CacheSettings: Sendable {
+    /// The longest heuristic freshness lifetime (RFC 9111 §4.2.2), in seconds.
+    public var heuristicLimit: Int64
+    /// How long name resolution for a destination check may take.
+    public var destinationCheckTimeout: TimeAmount
+
+    public init(heuristicLimit: Int64 = 86_400, destinationCheckTimeout: TimeAmount = .seconds(10)) {
+        self.heuristicLimit = heuristicLimit
+        self.destinationCheckTimeout = destinationCheckTimeout
+    }
+}
+
+/// The cache as a response source: per cacheable request, one metadata lookup, an RFC 9111
+/// decision (`CachePolicy`), then the data plane for hits, misses and revalidations; HEAD and
+/// conditional requests on fresh entries are answered from the metadata alone. Everything else
+/// (unsafe methods, NoCache, `no-store` requests) is left to the origin relay.
+public final class CacheSource: ResponseSource {
+    let dataPlane: DataPlane
+    let metadata: any MetadataStore
+    let destinations: DestinationGuard
+    let resolver: any PolicyResolver
+    let settings: CacheSettings
+    let logger: Logger
+
+    public init(dataPlane: DataPlane, metadata: any MetadataStore, destinations: DestinationGuard,
+                resolver: any PolicyResolver = DefaultPolicyResolver(), settings: CacheSettings = CacheSettings(),
+                logger: Logger) {
+        self.dataPlane = dataPlane
+        self.metadata = metadata
+        self.destinations = destinations
+        self.resolver = resolver
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// One request as the cache sees it, resolved once.
+    struct Lookup: Sendable {
+        let url: String
+        let host: String
+        let port: Int
+        let key: CacheKey
+        let request: CacheRequest
+        let policy: ResolvedPolicy
+        /// The client's headers minus hop-by-hop and internal ones: what the data plane may send on.
+        let headers: HTTPHeaders
+        let isHead: Bool
+        let eventLoop: any EventLoop
+    }
+
+    public func plan(for request: SourceRequest, eventLoop: any EventLoop) -> ResponsePlan? {
+        guard case .url(let scheme, let authority, let path) = request.target else { return nil }
+        let method = request.head.method.rawValue
+        let url = "\(scheme.rawValue)://\(authority.urlAuthority(scheme: scheme))\(path)"
+        let policy = resolver.resolve(method: method, url: url, host: authority.host.lowercased())
+        let cacheRequest = CacheRequest(method: method, headers: request.head.headers)
+        guard CacheDecisions.bypassReason(cacheRequest, policy: policy.policy) == nil, let key = CacheKey(url: url) else {
+            return nil
+        }
+        var headers = request.head.headers
+        HopByHop.remove(from: &headers)
+        InternalHeaders.remove(from: &headers)
+        let lookup = Lookup(url: url, host: authority.host, port: authority.port, key: key, request: cacheRequest,
+                            policy: policy, headers: headers, isHead: request.head.method == .HEAD, eventLoop: eventLoop)
+        let promise = eventLoop.makePromise(of: ResponsePlan.self)
+        promise.completeWithTask { [self] in await answer(lookup) }
+        return .pending(promise.futureResult)
+    }
+
+    static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec)
+    }
+
+    // MARK: Deciding
+
+    private func answer(_ lookup: Lookup) async -> ResponsePlan {
+        let requestTime = Self.now()
+        let document: MetadataFields?
+        do {
+            document = try await metadata.get([lookup.key.id])[lookup.key.id]
+        } catch {
+            // Fail open: without metadata the proxy still proxies.
+            logger.warning("cache lookup failed; relaying", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
+            return .relay
+        }
+        let entry = document.flatMap(CacheDocument.entry)
+        let freshness = entry.map { Freshness.of($0.stored, now: requestTime, heuristicLimit: settings.heuristicLimit) }
+        let decision = CacheDecisions.decide(lookup.request, policy: lookup.policy.policy,
+                                             entry: entry.map { ($0.stored, freshness!) })
+        if lookup.isHead {
+            // HEAD is answered from a fresh entry's metadata, with its real length; otherwise the
+            // origin answers it.
+            guard case .hit = decision, let entry, let freshness else { return .relay }
+            return .local(localAnswer(entry, freshness: freshness, status: CacheStatus(hit: true, ttl: freshness.remaining),
+                                      request: lookup))
+        }
+        switch decision {
+        case .bypass:
+            return .relay
+        case .gatewayTimeout:
+            var headers = HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")])
+            headers.add(name: "Cache-Status", value: CacheStatus(forward: entry == nil ? .uriMiss : .stale,
+                                                                 detail: "only-if-cached").fieldValue)
+            return .local(LocalReply(status: .gatewayTimeout, headers: headers,
+                                     body: Array("not in the cache, and the request said only-if-cached\n".utf8)))
+        case .hit(let kind):
+            guard let entry, let freshness else { return .relay }
+            let status = CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age,
+                                     detail: kind == .staleAllowed ? "max-stale" : nil)
+            return await serveStored(entry, freshness: freshness, status: status, lookup: lookup, validators: nil)
+        case .staleWhileRevalidate:
+            guard let entry, let freshness else { return .relay }
+            let status = CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age, detail: "stale-while-revalidate")
+            return await serveStored(entry, freshness: freshness, status: status, lookup: lookup,
+                                     validators: Validators(entry.stored.headers), background: true)
+        case .revalidate(let validators, let staleIfError, let reason):
+            guard let entry, let freshness else { return .relay }
+            return await revalidate(entry, freshness: freshness, validators: validators, staleIfError: staleIfError,
+                                    reason: reason, lookup: lookup, requestTime: requestTime)
+        case .miss:
+            return await fetch(lookup, forward: .uriMiss, requestTime: requestTime)
+        case .refetch(let reason):
+            return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime)
+        }
+    }
+
+    // MARK: Serving
+
+    /// A stored entry: from metadata alone for redirects and satisfied client conditionals, else
+    /// its body from the data plane (with the client's range). `validators` with `background`
+    /// ask the data plane to revalidate it after answering.
+    private func serveStored(_ entry: CacheDocument.Entry, freshness: Freshness, status: CacheStatus, lookup: Lookup,
+                             validators: Validators?, background: Bool = false) async -> ResponsePlan {
+        if entry.manifest == nil || ClientConditionals.notModified(lookup.headers, stored: entry.stored.headers) {
+            return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
+        }
+        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
+                                       range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
+                                       cacheKey: lookup.key.id, manifest: entry.manifest)
+        if background, let validators {
+            guard await destinationAllowed(lookup) else { return .relay }
+            request.ifNoneMatch = validators.entityTag
+            request.ifModifiedSince = validators.lastModified
+            request.backgroundRevalidate = true
+            request.storeFields = storeFields(lookup, requestTime: Self.now(), stored: nil)
+        }
+        let response = await dataPlane.serve(request)
+        return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
+    }
+
+    private func revalidate(_ entry: CacheDocument.Entry, freshness: Freshness, validators: Validators, staleIfError: Bool,
+                            reason: CacheDecision.ForwardReason, lookup: Lookup, requestTime: Int64) async -> ResponsePlan {
+        guard await destinationAllowed(lookup) else { return .relay }
+        let stored = NIOLockedValueBox<Bool?>(nil)
+        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
+                                       range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
+                                       cacheKey: lookup.key.id, manifest: entry.manifest,
+                                       ifNoneMatch: validators.entityTag, ifModifiedSince: validators.lastModified,
+                                       staleIfError: staleIfError)
+        request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
+        let response = await dataPlane.serve(request)
+        let forward: CacheStatus.Forward = reason == .request ? .request : .stale
+        switch response.headers.first(name: "X-Xs3lerator-Revalidated") {
+        case "true":
+            // The origin said 304: the entry is fresh again from now (bug 7 aside, only a real
+            // validation refreshes it).
+            await refresh(lookup.key.id)
+            var refreshed = entry.stored
+            refreshed.responseTime = Self.now()
+            refreshed.initialAge = 0
+            let renewed = Freshness.of(refreshed, now: refreshed.responseTime, heuristicLimit: settings.heuristicLimit)
+            return stream(response, entry: CacheDocument.Entry(stored: refreshed, manifest: entry.manifest,
+                                                               contentSize: entry.contentSize),
+                          freshness: renewed, status: CacheStatus(forward: forward, forwardStatus: 304, ttl: renewed.remaining),
+                          lookup: lookup)
+        case "stale-error":
+            return stream(response, entry: entry, freshness: freshness,
+                          status: CacheStatus(hit: true, forward: forward, ttl: freshness.lifetime - freshness.age,
+                                              detail: "stale-if-error"),
+                          lookup: lookup)
+        default:
+            return relayFromDataPlane(response, status: CacheStatus(forward: forward, forwardStatus: Int(response.status.code),
+                                                                    stored: stored.withLockedValue { $0 } == true),
+                                      lookup: lookup)
+        }
+    }
+
+    private func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64) async -> ResponsePlan {
+        guard await destinationAllowed(lookup) else { return .relay }
+        let stored = NIOLockedValueBox<Bool?>(nil)
+        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: lookup.headers.first(name: "range"),
+                                       cacheKey: lookup.key.id, cacheSkip: true)
+        request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
+        let response = await dataPlane.serve(request)
+        if (300..<400).contains(response.status.code), response.status != .notModified {
+            stored.withLockedValue { $0 = false }
+            if await storeRedirect(response, lookup: lookup, requestTime: requestTime) {
+                stored.withLockedValue { $0 = true }
+            }
+        }
+        let verdict = stored.withLockedValue { $0 }
+        return relayFromDataPlane(response, status: CacheStatus(forward: forward, stored: verdict == true), lookup: lookup)
+    }
+
+    // MARK: Storing
+
+    /// The data plane's store hook: the document fields when RFC 9111 lets a shared cache store
+    /// the response, nil otherwise (the data plane then relays it uncached).
+    private func storeFields(_ lookup: Lookup, requestTime: Int64, stored: NIOLockedValueBox<Bool?>?)
+        -> @Sendable (HTTPResponseStatus, HTTPHeaders) -> MetadataFields? {
+        { status, headers in
+            guard Storability.refusal(method: "GET", requestHeaders: lookup.headers, status: Int(status.code),
+                                      responseHeaders: headers) == nil else {
+                stored?.withLockedValue { $0 = false }
+                return nil
+            }
+            stored?.withLockedValue { $0 = true }
+            let responseTime = Self.now()
+            return CacheDocument.fields(
+                status: Int(status.code), headers: Storability.headersToStore(headers), responseTime: responseTime,
+                initialAge: StoredResponse.initialAge(headers: headers, requestTime: requestTime, responseTime: responseTime),
+                url: lookup.url, contentSize: headers.first(name: "content-length").flatMap { Int64($0) })
+        }
+    }
+
+    /// Redirects have no body for the data plane to store: their document is written here.
+    private func storeRedirect(_ response: DataPlaneResponse, lookup: Lookup, requestTime: Int64) async -> Bool {
+        guard let fields = storeFields(lookup, requestTime: requestTime, stored: nil)(response.status, response.headers) else {
+            return false
+        }
+        do {
+            // A redirect replaces whatever body was stored before.
+            var document = fields
+            document["manifest_b64"] = .null
+            try await metadata.upsert(lookup.key.id, fields: document)
+            return true
+        } catch {
+            logger.warning("storing a redirect failed", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private func refresh(_ key: String) async {
+        do {
+            try await metadata.upsert(key, fields: ["stored_at": .string(Timestamps.formatISO8601(Self.now())), "initial_age": .int(0)])
+        } catch {
+            logger.warning("refreshing stored_at failed", metadata: ["key": "\(key)", "error": "\(error)"])
+        }
+    }
+
+    /// The destination check the relay makes, made before the data plane goes upstream: a denied
+    /// one is left to the relay, which refuses it with its usual answer.
+    private func destinationAllowed(_ lookup: Lookup) async -> Bool {
+        do {
+            _ = try await destinations.resolve(host: lookup.host, port: lookup.port, timeout: settings.destinationCheckTimeout,
+                                               on: lookup.eventLoop).get()
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    // MARK: Responses
+
+    private func localAnswer(_ entry: CacheDocument.Entry, freshness: Freshness, status: CacheStatus,
+                             request: Lookup) -> LocalReply {
+        var headers = entry.stored.headers
+        var code = HTTPResponseStatus(statusCode: entry.stored.status)
+        if ClientConditionals.notModified(request.headers, stored: entry.stored.headers) {
+            code = .notModified
+            for name in ["content-length", "content-encoding", "content-range"] { headers.remove(name: name) }
+        }
+        headers.remove(name: "content-length")
+        headers.replaceOrAdd(name: "Age", value: String(freshness.age))
+        headers.add(name: "Cache-Status", value: status.fieldValue)
+        let length = code == .notModified || entry.manifest == nil ? 0 : entry.contentSize.map { Int($0) }
+        return LocalReply(status: code, headers: headers, body: [], headLength: length)
+    }
+
+    /// A stored entry's body from the data plane: the stored headers, the data plane's framing,
+    /// `Age` and `Cache-Status`.
+    private func stream(_ response: DataPlaneResponse, entry: CacheDocument.Entry, freshness: Freshness,
+                        status: CacheStatus, lookup: Lookup) -> ResponsePlan {
+        guard response.status == .ok || response.status == .partialContent,
+              response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true" else {
+            // Not served from the cache after all (the data plane went upstream): as it came.
+            return relayFromDataPlane(response, status: CacheStatus(forward: .stale), lookup: lookup)
+        }
+        var headers = entry.stored.headers
+        for name in ["content-length", "content-range", "transfer-encoding", "accept-ranges"] { headers.remove(name: name) }
+        for name in ["content-length", "content-range", "accept-ranges"] {
+            if let value = response.headers.first(name: name) { headers.add(name: name, value: value) }
+        }
+        headers.replaceOrAdd(name: "Age", value: String(freshness.age))
+        headers.add(name: "Cache-Status", value: status.fieldValue)
+        let code = response.status == .partialContent ? .partialContent : HTTPResponseStatus(statusCode: entry.stored.status)
+        return .exchange(StreamedResponse(head: HTTPResponseHead(version: .http1_1, status: code, headers: headers),
+                                          body: response.body, eventLoop: lookup.eventLoop))
+    }
+
+    /// An upstream answer through the data plane, minus its contract headers, plus `Cache-Status`.
+    private func relayFromDataPlane(_ response: DataPlaneResponse, status: CacheStatus, lookup: Lookup) -> ResponsePlan {
+        var headers = response.headers
+        InternalHeaders.remove(from: &headers)
+        headers.add(name: "Cache-Status", value: status.fieldValue)
+        return .exchange(StreamedResponse(head: HTTPResponseHead(version: .http1_1, status: response.status, headers: headers),
+                                          body: response.body, eventLoop: lookup.eventLoop))
+    }
+}

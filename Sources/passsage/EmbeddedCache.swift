@@ -1,0 +1,54 @@
+import CommandLineSupport
+import DataPlane
+import DownloadEngine
+import ForwardProxy
+import Logging
+import MetadataStore
+import NIOCore
+import NIOPosix
+import OriginConnections
+import ProxyCache
+import StorageSetup
+
+/// The embedded default: the data plane in-process over a local object directory and SQLite under
+/// `--data-dir`, and the cache source that uses it.
+struct EmbeddedCache: Sendable {
+    let storage: StorageSetup
+    let metadata: any MetadataStore
+    let dataPlane: DataPlane
+
+    /// Upstream trust and timeouts follow the proxy's, so a URL fetches the same way through the
+    /// cache as through the relay.
+    static func open(dataDirectory: String, proxy: ProxyConfiguration, logger: Logger) async throws -> EmbeddedCache {
+        var options = StorageOptions()
+        options.dataDirectory = dataDirectory
+        options.dataPrefix = "data/"
+        let storage = try await StorageSetup.open(options, logger: logger)
+        guard let stores = storage.stores, let staging = stores.diskCache?.stagingDirectory else {
+            await storage.close()
+            throw UsageError("--data-dir \(dataDirectory): no local object directory")
+        }
+        // Chunk files are written next to the objects they become, so storing one is a rename.
+        let configuration = DataPlaneConfiguration(
+            download: DownloadSettings(temporaryDirectory: staging),
+            upstreamTLSSkipVerify: proxy.upstreamTLSSkipVerify,
+            upstreamConnectTimeout: Duration(proxy.upstreamConnectTimeout),
+            upstreamReadTimeout: proxy.upstreamReadTimeout.map { Duration($0) },
+            upstreamCAFile: proxy.upstreamCAFile)
+        let dataPlane = DataPlane(configuration: configuration, storage: stores,
+                                  eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                                  logger: Logger(label: "passsage.cache"))
+        logger.notice("cache: embedded, \(storage.description)")
+        return EmbeddedCache(storage: storage, metadata: stores.metadata, dataPlane: dataPlane)
+    }
+
+    func source(destinations: DestinationGuard) -> any ResponseSource {
+        CacheSource(dataPlane: dataPlane, metadata: metadata, destinations: destinations,
+                           logger: Logger(label: "passsage.cache"))
+    }
+
+    func close() async {
+        await dataPlane.shutdown()
+        await storage.close()
+    }
+}
