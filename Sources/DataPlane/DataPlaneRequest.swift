@@ -38,10 +38,11 @@ public struct DataPlaneRequest: Sendable {
     /// nil: the configured default; `.some(nil)`: no read timeout.
     public var readTimeout: Duration??
     /// The caller's say on storing a keyed download, asked with the upstream's status and headers
-    /// once they arrive: nil relays the response uncached; otherwise the fields are written with
-    /// the manifest, in one update, once the whole body is stored (so a document never pairs new
-    /// headers with old bytes). Unset: every 200 with a length is stored, with its manifest alone.
-    public var storeFields: (@Sendable (HTTPResponseStatus, HTTPHeaders) -> MetadataFields?)?
+    /// once they arrive: nil relays the response uncached; otherwise the directive's fields are
+    /// written with the manifest, in one update, once the whole body is stored (so a document never
+    /// pairs new headers with old bytes), under its key if it names one. Downloads are still shared
+    /// under `cacheKey`. Unset: every 200 with a length is stored, with its manifest alone.
+    public var storeFields: (@Sendable (HTTPResponseStatus, HTTPHeaders) -> StoreDirective?)?
 
     public init(url: String, method: HTTPMethod = .GET, headers: HTTPHeaders = [:], range: String? = nil,
                 cacheKey: String? = nil, cacheSkip: Bool = false, manifest: Manifest? = nil,
@@ -87,5 +88,17 @@ public struct DataPlaneResponse: Sendable {
         headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
         headers.replaceOrAdd(name: "Content-Length", value: String(text.utf8.count))
         return DataPlaneResponse(status: status, headers: headers, body: ByteStream(buffers: [ByteBuffer(string: text)]))
+    }
+}
+
+/// Where and with what a keyed download is stored (`DataPlaneRequest.storeFields`).
+public struct StoreDirective: Sendable {
+    /// The document id to store under; nil: the request's `cacheKey`.
+    public var key: String?
+    public var fields: MetadataFields
+
+    public init(key: String? = nil, fields: MetadataFields) {
+        self.key = key
+        self.fields = fields
     }
 }

@@ -84,13 +84,15 @@ extension DataPlane {
             return relay(response, keyed: true)
         }
         var fields: MetadataFields = [:]
+        var storeKey = key
         if let storeFields = request.storeFields {
-            guard let wanted = storeFields(response.status, response.headers) else {
+            guard let directive = storeFields(response.status, response.headers) else {
                 // The caller's rules forbid storing this response (no-store, private, ...).
                 if registered { fills.abandon(key) }
                 return relay(response, keyed: true)
             }
-            fields = wanted
+            fields = directive.fields
+            storeKey = directive.key ?? key
         }
         guard hasTemporarySpace() else {
             // No room for chunk files: relay as it comes, cache nothing (reference §5.9).
@@ -102,7 +104,7 @@ extension DataPlane {
         var headers = DataPlaneHeaders.clientResponseHeaders(from: response.headers)
         Self.addFinalURL(response, to: &headers)
         if size == 0 {
-            await cacheEmptyBody(key: key, fields: fields, metadata: storage.metadata)
+            await cacheEmptyBody(key: storeKey, fields: fields, metadata: storage.metadata)
             if registered { fills.abandon(key) }
             return Self.answer(range: request.range, size: 0, headers: headers, keyed: true).response
         }
@@ -112,7 +114,7 @@ extension DataPlane {
         default: creatorSpan = 0...(size - 1)
         }
         let download = makeDownload(response, size: size, span: creatorSpan, upstream: upstream, caching: true)
-        let fill = CacheFill(key: key, download: download, headers: headers, fields: fields, chunks: chunks)
+        let fill = CacheFill(key: storeKey, download: download, headers: headers, fields: fields, chunks: chunks)
         if registered { fills.publish(key, fill) }
         download.start(initial: response.body, parallel: response.headers.first(name: "Accept-Ranges")?.lowercased() != "none")
         metrics.downloadStarted()

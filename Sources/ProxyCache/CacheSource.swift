@@ -63,6 +63,20 @@ public final class CacheSource: ResponseSource {
         let headers: HTTPHeaders
         let isHead: Bool
         let eventLoop: any EventLoop
+
+        /// The key a download is shared under before its `Vary` is known: the URL's id plus the
+        /// request's `Accept-Encoding`, so gzip and identity downloads never merge (the original's
+        /// speculative key). Where it is stored is decided when the response arrives.
+        var downloadKey: String {
+            let encodings = headers[canonicalForm: "accept-encoding"].joined(separator: ", ")
+            guard !encodings.isEmpty else { return key.id }
+            return key.variantID(varyKey: CacheKey.varyKey("accept-encoding=" + encodings))
+        }
+
+        /// The id of the variant this request selects under `vary`, or nil for `Vary: *`.
+        func variantID(vary: [String]) -> String? {
+            CacheKey.varyRequestString(vary: vary, requestHeaders: headers).map { key.variantID(varyKey: CacheKey.varyKey($0)) }
+        }
     }
 
     public func plan(for request: SourceRequest, eventLoop: any EventLoop) -> ResponsePlan? {
@@ -94,15 +108,15 @@ public final class CacheSource: ResponseSource {
 
     private func answer(_ lookup: Lookup) async -> ResponsePlan {
         let requestTime = Self.now()
-        let document: MetadataFields?
+        let found: (id: String, document: MetadataFields?, varyIndex: Bool)
         do {
-            document = try await metadata.get([lookup.key.id])[lookup.key.id]
+            found = try await find(lookup)
         } catch {
             // Fail open: without metadata the proxy still proxies.
             logger.warning("cache lookup failed; relaying", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
             return .relay
         }
-        let entry = document.flatMap(CacheDocument.entry)
+        let entry = found.document.flatMap(CacheDocument.entry)
         let freshness = entry.map { Freshness.of($0.stored, now: requestTime, heuristicLimit: settings.heuristicLimit) }
         let decision = CacheDecisions.decide(lookup.request, policy: lookup.policy.policy,
                                              entry: entry.map { ($0.stored, freshness!) })
@@ -126,21 +140,36 @@ public final class CacheSource: ResponseSource {
             guard let entry, let freshness else { return .relay }
             let status = CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age,
                                      detail: kind == .staleAllowed ? "max-stale" : nil)
-            return await serveStored(entry, freshness: freshness, status: status, lookup: lookup, validators: nil)
+            return await serveStored(entry, id: found.id, freshness: freshness, status: status, lookup: lookup, validators: nil)
         case .staleWhileRevalidate:
             guard let entry, let freshness else { return .relay }
             let status = CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age, detail: "stale-while-revalidate")
-            return await serveStored(entry, freshness: freshness, status: status, lookup: lookup,
+            return await serveStored(entry, id: found.id, freshness: freshness, status: status, lookup: lookup,
                                      validators: Validators(entry.stored.headers), background: true)
         case .revalidate(let validators, let staleIfError, let reason):
             guard let entry, let freshness else { return .relay }
-            return await revalidate(entry, freshness: freshness, validators: validators, staleIfError: staleIfError,
-                                    reason: reason, lookup: lookup, requestTime: requestTime)
+            return await revalidate(entry, id: found.id, freshness: freshness, validators: validators,
+                                    staleIfError: staleIfError, reason: reason, lookup: lookup, requestTime: requestTime)
         case .miss:
-            return await fetch(lookup, forward: .uriMiss, requestTime: requestTime)
+            return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,
+                               hadVaryIndex: found.varyIndex)
         case .refetch(let reason):
-            return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime)
+            return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime,
+                               hadVaryIndex: found.varyIndex)
         }
+    }
+
+    /// One round trip for the vary index, the plain entry and the speculative variant; a second
+    /// only when the vary index selects a variant not fetched yet.
+    private func find(_ lookup: Lookup) async throws -> (id: String, document: MetadataFields?, varyIndex: Bool) {
+        let ids = Array(Set([lookup.key.varyIndexID, lookup.key.id, lookup.downloadKey]))
+        let documents = try await metadata.get(ids)
+        guard let vary = documents[lookup.key.varyIndexID]?["vary"]?.stringValue else {
+            return (lookup.key.id, documents[lookup.key.id], false)
+        }
+        guard let variant = lookup.variantID(vary: [vary]) else { return (lookup.key.id, nil, true) }
+        if let document = documents[variant] { return (variant, document, true) }
+        return (variant, try await metadata.get([variant])[variant], true)
     }
 
     // MARK: Serving
@@ -148,14 +177,14 @@ public final class CacheSource: ResponseSource {
     /// A stored entry: from metadata alone for redirects and satisfied client conditionals, else
     /// its body from the data plane (with the client's range). `validators` with `background`
     /// ask the data plane to revalidate it after answering.
-    private func serveStored(_ entry: CacheDocument.Entry, freshness: Freshness, status: CacheStatus, lookup: Lookup,
-                             validators: Validators?, background: Bool = false) async -> ResponsePlan {
+    private func serveStored(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, status: CacheStatus,
+                             lookup: Lookup, validators: Validators?, background: Bool = false) async -> ResponsePlan {
         if entry.manifest == nil || ClientConditionals.notModified(lookup.headers, stored: entry.stored.headers) {
             return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
         }
         var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
                                        range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
-                                       cacheKey: lookup.key.id, manifest: entry.manifest)
+                                       cacheKey: id, manifest: entry.manifest)
         if background, let validators {
             guard await destinationAllowed(lookup) else { return .relay }
             request.ifNoneMatch = validators.entityTag
@@ -167,13 +196,14 @@ public final class CacheSource: ResponseSource {
         return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
     }
 
-    private func revalidate(_ entry: CacheDocument.Entry, freshness: Freshness, validators: Validators, staleIfError: Bool,
-                            reason: CacheDecision.ForwardReason, lookup: Lookup, requestTime: Int64) async -> ResponsePlan {
+    private func revalidate(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, validators: Validators,
+                            staleIfError: Bool, reason: CacheDecision.ForwardReason, lookup: Lookup,
+                            requestTime: Int64) async -> ResponsePlan {
         guard await destinationAllowed(lookup) else { return .relay }
         let stored = NIOLockedValueBox<Bool?>(nil)
         var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
                                        range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
-                                       cacheKey: lookup.key.id, manifest: entry.manifest,
+                                       cacheKey: id, manifest: entry.manifest,
                                        ifNoneMatch: validators.entityTag, ifModifiedSince: validators.lastModified,
                                        staleIfError: staleIfError)
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
@@ -183,7 +213,7 @@ public final class CacheSource: ResponseSource {
         case "true":
             // The origin said 304: the entry is fresh again from now (bug 7 aside, only a real
             // validation refreshes it).
-            await refresh(lookup.key.id)
+            await refresh(id)
             var refreshed = entry.stored
             refreshed.responseTime = Self.now()
             refreshed.initialAge = 0
@@ -204,11 +234,12 @@ public final class CacheSource: ResponseSource {
         }
     }
 
-    private func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64) async -> ResponsePlan {
+    private func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64,
+                       hadVaryIndex: Bool) async -> ResponsePlan {
         guard await destinationAllowed(lookup) else { return .relay }
         let stored = NIOLockedValueBox<Bool?>(nil)
         var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: lookup.headers.first(name: "range"),
-                                       cacheKey: lookup.key.id, cacheSkip: true)
+                                       cacheKey: lookup.downloadKey, cacheSkip: true)
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
         let response = await dataPlane.serve(request)
         if (300..<400).contains(response.status.code), response.status != .notModified {
@@ -217,41 +248,70 @@ public final class CacheSource: ResponseSource {
                 stored.withLockedValue { $0 = true }
             }
         }
-        let verdict = stored.withLockedValue { $0 }
-        return relayFromDataPlane(response, status: CacheStatus(forward: forward, stored: verdict == true), lookup: lookup)
+        let verdict = stored.withLockedValue { $0 } == true
+        if verdict { await updateVaryIndex(lookup, vary: response.headers[canonicalForm: "vary"].map(String.init),
+                                           hadVaryIndex: hadVaryIndex) }
+        return relayFromDataPlane(response, status: CacheStatus(forward: forward, stored: verdict), lookup: lookup)
+    }
+
+    /// Records the `Vary` an origin sent for the URL, so later lookups select the variant; removes
+    /// the record when a response no longer varies.
+    private func updateVaryIndex(_ lookup: Lookup, vary: [String], hadVaryIndex: Bool) async {
+        do {
+            if vary.isEmpty {
+                if hadVaryIndex { try await metadata.delete(lookup.key.varyIndexID) }
+            } else {
+                try await metadata.upsert(lookup.key.varyIndexID, fields: [
+                    "doc_type": .string("vary_index"), "vary": .string(vary.joined(separator: ", ")),
+                ])
+            }
+        } catch {
+            logger.warning("updating the vary index failed", metadata: ["key": "\(lookup.key.varyIndexID)", "error": "\(error)"])
+        }
     }
 
     // MARK: Storing
 
     /// The data plane's store hook: the document fields when RFC 9111 lets a shared cache store
     /// the response, nil otherwise (the data plane then relays it uncached).
+    /// A varying response is stored as the variant this request selects; any other under the
+    /// URL's id, whatever key its download was shared under.
     private func storeFields(_ lookup: Lookup, requestTime: Int64, stored: NIOLockedValueBox<Bool?>?)
-        -> @Sendable (HTTPResponseStatus, HTTPHeaders) -> MetadataFields? {
+        -> @Sendable (HTTPResponseStatus, HTTPHeaders) -> StoreDirective? {
         { status, headers in
-            guard Storability.refusal(method: "GET", requestHeaders: lookup.headers, status: Int(status.code),
-                                      responseHeaders: headers) == nil else {
+            let vary = headers[canonicalForm: "vary"].map(String.init)
+            let target = vary.isEmpty ? lookup.key.id : lookup.variantID(vary: vary)
+            guard let target, Storability.refusal(method: "GET", requestHeaders: lookup.headers, status: Int(status.code),
+                                                  responseHeaders: headers) == nil else {
                 stored?.withLockedValue { $0 = false }
                 return nil
             }
             stored?.withLockedValue { $0 = true }
             let responseTime = Self.now()
-            return CacheDocument.fields(
+            var fields = CacheDocument.fields(
                 status: Int(status.code), headers: Storability.headersToStore(headers), responseTime: responseTime,
                 initialAge: StoredResponse.initialAge(headers: headers, requestTime: requestTime, responseTime: responseTime),
                 url: lookup.url, contentSize: headers.first(name: "content-length").flatMap { Int64($0) })
+            if !vary.isEmpty {
+                fields["vary"] = .string(vary.joined(separator: ", "))
+                if let selected = CacheKey.varyRequestString(vary: vary, requestHeaders: lookup.headers) {
+                    fields["vary_request"] = .string(selected)
+                }
+            }
+            return StoreDirective(key: target, fields: fields)
         }
     }
 
     /// Redirects have no body for the data plane to store: their document is written here.
     private func storeRedirect(_ response: DataPlaneResponse, lookup: Lookup, requestTime: Int64) async -> Bool {
-        guard let fields = storeFields(lookup, requestTime: requestTime, stored: nil)(response.status, response.headers) else {
+        guard let directive = storeFields(lookup, requestTime: requestTime, stored: nil)(response.status, response.headers) else {
             return false
         }
         do {
             // A redirect replaces whatever body was stored before.
-            var document = fields
+            var document = directive.fields
             document["manifest_b64"] = .null
-            try await metadata.upsert(lookup.key.id, fields: document)
+            try await metadata.upsert(directive.key ?? lookup.key.id, fields: document)
             return true
         } catch {
             logger.warning("storing a redirect failed", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])

@@ -12,6 +12,9 @@ import NIOHTTP1
 /// - `rate=B`: at most B bytes/s on this connection; `delay=MS` before the head;
 /// - `etag=V`: the ETag (default `"obj-N"`); `If-Range` with another value gets the whole object;
 /// - `seed=K`: the object's bytes are `OriginContent` from offset K on (other seeds, other bytes);
+/// - `vary=ae`: `Vary: Accept-Encoding`; a request accepting gzip gets `Content-Encoding: gzip`
+///   and the bytes of seed + 1,000,000 (not really gzip: other bytes are what a test can tell apart);
+/// - `cc=V`: the Cache-Control value (percent-decoded);
 /// - `validators=both|etag|lm|none` (default both): which of ETag and Last-Modified are sent.
 ///   `If-None-Match` matching the ETag, or else `If-Modified-Since` equal to the Last-Modified,
 ///   gets a 304 (for whichever validators are sent).
@@ -26,8 +29,16 @@ enum ObjectResponse {
         let mode = query["ranges"] ?? "bytes"
         let rate = query["rate"].flatMap(Int.init)
         let validators = query["validators"] ?? "both"
-        let seed = query["seed"].flatMap(Int64.init) ?? 0
+        var seed = query["seed"].flatMap(Int64.init) ?? 0
         var headers = HTTPHeaders([("Content-Type", "application/octet-stream")])
+        if query["vary"] == "ae" {
+            headers.add(name: "Vary", value: "Accept-Encoding")
+            if request.headers[canonicalForm: "accept-encoding"].contains(where: { $0.lowercased().hasPrefix("gzip") }) {
+                headers.add(name: "Content-Encoding", value: "gzip")
+                seed += 1_000_000
+            }
+        }
+        if let cacheControl = query["cc"] { headers.add(name: "Cache-Control", value: OriginHandler.percentDecoded(cacheControl)) }
         let sendsETag = validators == "both" || validators == "etag"
         let sendsDate = validators == "both" || validators == "lm"
         if sendsETag { headers.add(name: "ETag", value: etag) }

@@ -87,4 +87,67 @@ struct CachingTests {
             try? FileManager.default.removeItem(atPath: dataDirectory)
         }
     }
+
+    static func cacheStatus(_ output: String) -> String { headers(output)["cache-status"] ?? "" }
+
+    @Test("gzip and identity variants under Vary: Accept-Encoding are stored apart and each served to its own clients")
+    func varyAcceptEncoding() async throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
+        try await withTeardown {
+            let url = "\(fixture.originURL)/object/200000?vary=ae"
+            let gzip = ["-H", "Accept-Encoding: gzip"]
+            let identity = ["-H", "Accept-Encoding: identity"]
+            let first = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", fixture.directory + "/g1"] + gzip + [url])
+            #expect(Self.cacheStatus(first.stdout) == "passsage;fwd=uri-miss;stored", "\(first.stdout)")
+            try await waitUntil(timeout: 10, "the gzip variant to be a hit") {
+                let again = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", fixture.directory + "/g2"] + gzip + [url])
+                return Self.cacheStatus(again.stdout).hasPrefix("passsage;hit")
+            }
+            let other = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", fixture.directory + "/i1"] + identity + [url])
+            #expect(Self.cacheStatus(other.stdout) == "passsage;fwd=vary-miss;stored", "the gzip entry is not this client's")
+            try await waitUntil(timeout: 10, "the identity variant to be a hit") {
+                let again = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", fixture.directory + "/i2"] + identity + [url])
+                return Self.cacheStatus(again.stdout).hasPrefix("passsage;hit")
+            }
+            let gzipBytes = OriginContent.sha256(range: 1_000_000..<1_200_000)
+            let identityBytes = OriginContent.sha256(range: 0..<200_000)
+            #expect(try await sha256Hex(ofFile: fixture.directory + "/g2") == gzipBytes)
+            #expect(try await sha256Hex(ofFile: fixture.directory + "/i2") == identityBytes)
+            let gzipAgain = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", fixture.directory + "/g3"] + gzip + [url])
+            #expect(Self.cacheStatus(gzipAgain.stdout).hasPrefix("passsage;hit") && Self.headers(gzipAgain.stdout)["content-encoding"] == "gzip")
+            #expect(try await sha256Hex(ofFile: fixture.directory + "/g3") == gzipBytes)
+            #expect(fixture.origin.stats.requests("/object/200000") == 2, "one download per variant")
+        } teardown: {
+            await fixture.stop()
+            try? FileManager.default.removeItem(atPath: dataDirectory)
+        }
+    }
+
+    @Test("no-store, private and Authorization responses are never shared (bug 15)")
+    func privateResponsesNotShared() async throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
+        try await withTeardown {
+            let cases: [(String, [String])] = [
+                ("/object/1001?cc=no-store", []),
+                ("/object/1002?cc=private%2C%20max-age%3D600", []),
+                ("/object/1003?cc=max-age%3D600", ["-H", "Authorization: Bearer secret"]),
+            ]
+            for (path, extra) in cases {
+                for round in 0..<2 {
+                    let answer = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", "/dev/null"] + extra + [fixture.originURL + path])
+                    #expect(Self.cacheStatus(answer.stdout) == "passsage;fwd=uri-miss", "\(path) round \(round): \(answer.stdout)")
+                }
+                let name = String(path.split(separator: "?")[0])
+                #expect(fixture.origin.stats.requests(name) == 2, "\(path): both requests reached the origin")
+            }
+            // The authorised response is not replayed to an anonymous client either.
+            let anonymous = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", "/dev/null", fixture.originURL + "/object/1003?cc=max-age%3D600"])
+            #expect(Self.cacheStatus(anonymous.stdout) == "passsage;fwd=uri-miss;stored")
+        } teardown: {
+            await fixture.stop()
+            try? FileManager.default.removeItem(atPath: dataDirectory)
+        }
+    }
 }
