@@ -15,6 +15,7 @@ import NIOHTTP1
 /// - `vary=ae`: `Vary: Accept-Encoding`; a request accepting gzip gets `Content-Encoding: gzip`
 ///   and the bytes of seed + 1,000,000 (not really gzip: other bytes are what a test can tell apart);
 /// - `cc=V`: the Cache-Control value (percent-decoded);
+/// - `failFrom=N`: from the N-th request for this path on, 503 (an origin that broke);
 /// - `validators=both|etag|lm|none` (default both): which of ETag and Last-Modified are sent.
 ///   `If-None-Match` matching the ETag, or else `If-Modified-Since` equal to the Last-Modified,
 ///   gets a 304 (for whichever validators are sent).
@@ -29,6 +30,10 @@ enum ObjectResponse {
         let mode = query["ranges"] ?? "bytes"
         let rate = query["rate"].flatMap(Int.init)
         let validators = query["validators"] ?? "both"
+        if let failFrom = query["failFrom"].flatMap(Int.init),
+           stats.requests(String(faultKey.split(separator: "?", maxSplits: 1)[0])) >= failFrom {
+            return .respond(.serviceUnavailable, HTTPHeaders([("Content-Length", "16")]), BodyPump.Body(offset: 0, count: 16))
+        }
         var seed = query["seed"].flatMap(Int64.init) ?? 0
         var headers = HTTPHeaders([("Content-Type", "application/octet-stream")])
         if query["vary"] == "ae" {

@@ -86,8 +86,11 @@ final class OriginHandler: ChannelInboundHandler {
             let location = hops == 1 ? "/" + rest : "/redirect/\(hops - 1)/" + rest
             respond(.found, body: "", extra: [("Location", location)], context: context)
         case (.GET, "location"):
-            // /location?to=<percent-encoded URL>: a 302 to exactly that Location, however wrong it is.
-            respond(.found, body: "", extra: [("Location", Self.percentDecoded(query["to"] ?? ""))], context: context)
+            // /location?to=<percent-encoded URL>: a 302 to exactly that Location, however wrong it is;
+            // `cc=` adds a Cache-Control.
+            var extra = [("Location", Self.percentDecoded(query["to"] ?? ""))]
+            if let cacheControl = query["cc"] { extra.append(("Cache-Control", Self.percentDecoded(cacheControl))) }
+            respond(.found, body: "", extra: extra, context: context)
         case (.POST, "upload"), (.PUT, "upload"):
             dropNextRequest = query["dropnext"] != nil
             let digest = uploadHasher.map { OriginContent.hex($0.finalize()) } ?? ""
