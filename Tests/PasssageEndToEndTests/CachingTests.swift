@@ -23,9 +23,7 @@ struct CachingTests {
 
     @Test("a miss, then a hit with no second origin request, replaying the origin's headers with Age and Cache-Status")
     func missThenHit() async throws {
-        let dataDirectory = try makeTemporaryDirectory()
-        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
-        try await withTeardown {
+        try await Fixture.withCachingProxy { fixture, _ in
             let url = "\(fixture.originURL)/object/3000000"
             let first = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", fixture.directory + "/first", url])
             let missHeaders = Self.headers(first.stdout)
@@ -58,17 +56,12 @@ struct CachingTests {
                                                              "If-None-Match: \"obj-3000000\"", url])
             #expect(Self.status(conditional.stdout) == "304", "\(conditional.stdout)")
             #expect(fixture.origin.stats.requests("/object/3000000") == originRequests)
-        } teardown: {
-            await fixture.stop()
-            try? FileManager.default.removeItem(atPath: dataDirectory)
         }
     }
 
     @Test("a client's X-Xs3lerator-Cache-Key and X-Passsage-* headers are ignored")
     func untrustedHeadersIgnored() async throws {
-        let dataDirectory = try makeTemporaryDirectory()
-        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
-        try await withTeardown {
+        try await Fixture.withCachingProxy { fixture, _ in
             let url = "\(fixture.originURL)/object/1000"
             let other = "\(fixture.originURL)/object/2000"
             _ = try await fixture.proxiedCurl(["-s", "-o", "/dev/null", other])
@@ -82,9 +75,6 @@ struct CachingTests {
                                                          "-H", "X-Passsage-Policy: norefresh", url])
             #expect(Self.headers(spoofed.stdout)["cache-status"] == "passsage;fwd=uri-miss;stored", "\(spoofed.stdout)")
             #expect(try await sha256Hex(ofFile: fixture.directory + "/spoofed") == OriginContent.sha256(range: 0..<1000))
-        } teardown: {
-            await fixture.stop()
-            try? FileManager.default.removeItem(atPath: dataDirectory)
         }
     }
 
@@ -92,9 +82,7 @@ struct CachingTests {
 
     @Test("gzip and identity variants under Vary: Accept-Encoding are stored apart and each served to its own clients")
     func varyAcceptEncoding() async throws {
-        let dataDirectory = try makeTemporaryDirectory()
-        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
-        try await withTeardown {
+        try await Fixture.withCachingProxy { fixture, _ in
             let url = "\(fixture.originURL)/object/200000?vary=ae"
             let gzip = ["-H", "Accept-Encoding: gzip"]
             let identity = ["-H", "Accept-Encoding: identity"]
@@ -118,17 +106,12 @@ struct CachingTests {
             #expect(Self.cacheStatus(gzipAgain.stdout).hasPrefix("passsage;hit") && Self.headers(gzipAgain.stdout)["content-encoding"] == "gzip")
             #expect(try await sha256Hex(ofFile: fixture.directory + "/g3") == gzipBytes)
             #expect(fixture.origin.stats.requests("/object/200000") == 2, "one download per variant")
-        } teardown: {
-            await fixture.stop()
-            try? FileManager.default.removeItem(atPath: dataDirectory)
         }
     }
 
     @Test("no-store, private and Authorization responses are never shared (bug 15)")
     func privateResponsesNotShared() async throws {
-        let dataDirectory = try makeTemporaryDirectory()
-        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
-        try await withTeardown {
+        try await Fixture.withCachingProxy { fixture, _ in
             let cases: [(String, [String])] = [
                 ("/object/1001?cc=no-store", []),
                 ("/object/1002?cc=private%2C%20max-age%3D600", []),
@@ -145,9 +128,6 @@ struct CachingTests {
             // The authorised response is not replayed to an anonymous client either.
             let anonymous = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", "/dev/null", fixture.originURL + "/object/1003?cc=max-age%3D600"])
             #expect(Self.cacheStatus(anonymous.stdout) == "passsage;fwd=uri-miss;stored")
-        } teardown: {
-            await fixture.stop()
-            try? FileManager.default.removeItem(atPath: dataDirectory)
         }
     }
 }

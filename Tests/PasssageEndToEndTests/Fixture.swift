@@ -44,6 +44,21 @@ struct Fixture {
     }
 }
 
+extension Fixture {
+    /// A caching proxy (over a fresh data directory) in front of the TLS origin, for `body`; torn
+    /// down whatever `body` does. `body` gets the fixture and the data directory.
+    static func withCachingProxy(_ body: (Fixture, String) async throws -> Void) async throws {
+        let dataDirectory = try makeTemporaryDirectory()
+        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
+        try await withTeardown {
+            try await body(fixture, dataDirectory)
+        } teardown: {
+            await fixture.stop()
+            try? FileManager.default.removeItem(atPath: dataDirectory)
+        }
+    }
+}
+
 func sha256Hex(ofFile path: String) async throws -> String {
     let result = try await run("/usr/bin/env", ["sha256sum", path])
     return String(result.stdout.prefix(64))
