@@ -23,7 +23,7 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
             body.writeBytes(reply.body)
             respondLocally(status: reply.status, headers: reply.headers, body: body, record: record,
                            close: !record.keepAlive, context: context, headLength: reply.headLength)
-        case .relay:
+        case .relay, .observedRelay:
             guard case .url(let scheme, let authority, let path) = request.target else {
                 // The local site takes every request addressed to the proxy itself.
                 respondLocally(status: .notFound, text: "not found", record: record, close: !record.keepAlive,
@@ -38,6 +38,7 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
                                       promise: nil)
             }
             startedExchange(started.exchange, hasBody: started.hasBody, record: record, context: context)
+            if case .observedRelay(let observer) = plan { relayObserver = observer }
         case .pending(let decision):
             // Reads stay held (the machine queues whatever arrives) until the plan is known.
             let lookup = machine.startLookup(record)
@@ -53,6 +54,7 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
 
     private func startedExchange(_ exchange: any ResponseExchange, hasBody: Bool, record: RequestRecord,
                                  context: ChannelHandlerContext) {
+        relayObserver = nil
         machine.startForwarding(exchange, record: record)
         if hasBody, !record.requestEnded {
             lastBodyRead = .now()
@@ -85,6 +87,10 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
     // MARK: ResponseExchangeDelegate
 
     func exchange(_ exchange: any ResponseExchange, didReceiveHead head: HTTPResponseHead) {
+        if let observer = relayObserver, machine.isInFlight(exchange) {
+            relayObserver = nil
+            observer.responded(status: head.status, headers: head.headers)
+        }
         machine.originHead(exchange, status: head.status) { record in
             HTTPResponseHead(version: .http1_1, status: head.status,
                              headers: HeaderRules.clientResponseHeaders(from: head.headers, requestID: record.requestID))

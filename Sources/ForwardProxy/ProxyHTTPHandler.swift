@@ -40,6 +40,8 @@ final class ProxyHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Body bytes of the request in flight last arrived then (the client body timeout).
     var lastBodyRead = NIODeadline.now()
     var bodyTimer: Scheduled<Void>?
+    /// Hears the response head of the relayed request in flight (`ResponsePlan.observedRelay`).
+    var relayObserver: (any RelayObserver)?
 
     init(mode: ConnectionMode, proxy: ProxyContext, headDeadline: RequestHeadDeadline?) {
         self.mode = mode

@@ -41,11 +41,19 @@ public enum ResponsePlan: Sendable {
     case local(LocalReply)
     /// Forwarded to the origin as the client sent it (`OriginRelay`).
     case relay
+    /// Forwarded like `.relay`; the observer hears the origin's response head (the cache
+    /// invalidates entries after a successful unsafe request).
+    case observedRelay(any RelayObserver)
     /// Decided asynchronously (a cache lookup). The handler holds the client's reads until the
     /// future completes, then performs the plan it yields: one hop to the event loop per lookup.
     case pending(EventLoopFuture<ResponsePlan>)
     /// Answered by an exchange a source prepared (the cache's hits and data-plane fetches).
     case exchange(any PreparedExchange)
+}
+
+/// Hears the response head of a relayed request, on the connection's event loop; must not block.
+public protocol RelayObserver: Sendable {
+    func responded(status: HTTPResponseStatus, headers: HTTPHeaders)
 }
 
 /// Something that may answer requests. Returns nil for requests it does not take, so the next

@@ -85,6 +85,10 @@ public final class CacheSource: ResponseSource {
         let url = "\(scheme.rawValue)://\(authority.urlAuthority(scheme: scheme))\(path)"
         let policy = resolver.resolve(method: method, url: url, host: authority.host.lowercased())
         let cacheRequest = CacheRequest(method: method, headers: request.head.headers)
+        if !Invalidation.safeMethods.contains(method) {
+            // Relayed; if it succeeds, what the cache holds for its target is invalid (§4.4).
+            return .observedRelay(Invalidator(source: self, method: method, url: url))
+        }
         guard CacheDecisions.bypassReason(cacheRequest, policy: policy.policy) == nil, let key = CacheKey(url: url) else {
             return nil
         }
@@ -161,15 +165,43 @@ public final class CacheSource: ResponseSource {
 
     /// One round trip for the vary index, the plain entry and the speculative variant; a second
     /// only when the vary index selects a variant not fetched yet.
+    /// An entry stored no later than an invalidation of its URL (`invalidated_at`, on the URL's
+    /// document or its vary index) counts as absent.
     private func find(_ lookup: Lookup) async throws -> (id: String, document: MetadataFields?, varyIndex: Bool) {
         let ids = Array(Set([lookup.key.varyIndexID, lookup.key.id, lookup.downloadKey]))
         let documents = try await metadata.get(ids)
+        let invalidatedAt = [documents[lookup.key.id], documents[lookup.key.varyIndexID]]
+            .compactMap { $0?["invalidated_at"]?.intValue }.max()
+        func valid(_ document: MetadataFields?) -> MetadataFields? {
+            guard let document, let invalidatedAt else { return document }
+            let storedAt = document["stored_at"]?.stringValue.flatMap(Timestamps.parseISO8601) ?? 0
+            return storedAt > invalidatedAt ? document : nil
+        }
         guard let vary = documents[lookup.key.varyIndexID]?["vary"]?.stringValue else {
-            return (lookup.key.id, documents[lookup.key.id], false)
+            return (lookup.key.id, valid(documents[lookup.key.id]), false)
         }
         guard let variant = lookup.variantID(vary: [vary]) else { return (lookup.key.id, nil, true) }
-        if let document = documents[variant] { return (variant, document, true) }
-        return (variant, try await metadata.get([variant])[variant], true)
+        if let document = documents[variant] { return (variant, valid(document), true) }
+        return (variant, valid(try await metadata.get([variant])[variant]), true)
+    }
+
+    /// Marks what the cache holds for `urls` invalid: entries stored before now are not served again.
+    func invalidate(_ urls: [String]) async {
+        let now = Self.now()
+        var updates: [MetadataUpdate] = []
+        for url in urls {
+            guard let key = CacheKey(url: url) else { continue }
+            for id in [key.id, key.varyIndexID] {
+                updates.append(MetadataUpdate(id: id, fields: ["invalidated_at": .int(now)], createIfMissing: false))
+            }
+        }
+        guard !updates.isEmpty else { return }
+        do {
+            // Items for documents that do not exist fail, as they should: nothing to invalidate.
+            _ = try await metadata.bulkUpdate(updates)
+        } catch {
+            logger.warning("invalidation failed", metadata: ["urls": "\(urls)", "error": "\(error)"])
+        }
     }
 
     // MARK: Serving
@@ -384,5 +416,21 @@ public final class CacheSource: ResponseSource {
         headers.add(name: "Cache-Status", value: status.fieldValue)
         return .exchange(StreamedResponse(head: HTTPResponseHead(version: .http1_1, status: response.status, headers: headers),
                                           body: response.body, eventLoop: lookup.eventLoop))
+    }
+}
+
+/// Invalidates the cache's entries for a successful unsafe request's target and the same-origin
+/// `Location` / `Content-Location` of its response (RFC 9111 §4.4).
+struct Invalidator: RelayObserver {
+    let source: CacheSource
+    let method: String
+    let url: String
+
+    func responded(status: HTTPResponseStatus, headers: HTTPHeaders) {
+        let targets = Invalidation.targets(method: method, status: Int(status.code), requestURL: url,
+                                           location: headers.first(name: "location"),
+                                           contentLocation: headers.first(name: "content-location"))
+        guard !targets.isEmpty else { return }
+        Task { await source.invalidate(targets) }
     }
 }

@@ -91,6 +91,11 @@ final class OriginHandler: ChannelInboundHandler {
             var extra = [("Location", Self.percentDecoded(query["to"] ?? ""))]
             if let cacheControl = query["cc"] { extra.append(("Cache-Control", Self.percentDecoded(cacheControl))) }
             respond(.found, body: "", extra: extra, context: context)
+        case (.POST, "object"), (.PUT, "object"), (.DELETE, "object"):
+            // A change to an object (for invalidation tests); `location=` names a Location.
+            var extra: [(String, String)] = []
+            if let location = query["location"] { extra.append(("Location", Self.percentDecoded(location))) }
+            respond(.ok, body: "changed\n", extra: extra, context: context)
         case (.POST, "upload"), (.PUT, "upload"):
             dropNextRequest = query["dropnext"] != nil
             let digest = uploadHasher.map { OriginContent.hex($0.finalize()) } ?? ""

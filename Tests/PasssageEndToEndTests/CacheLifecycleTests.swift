@@ -134,4 +134,25 @@ struct CacheLifecycleTests {
             #expect(try await sha256Hex(ofFile: fixture.directory + "/after") == OriginContent.sha256(range: 0..<7000))
         }
     }
+
+    @Test("a successful POST invalidates the cached GET of its URL and of its Location on the same origin (bug 15)")
+    func unsafeRequestsInvalidate() async throws {
+        try await Fixture.withCachingProxy { fixture, _ in
+            let target = "\(fixture.originURL)/object/4000"
+            let other = "\(fixture.originURL)/object/4001"
+            for url in [target, other] {
+                _ = try await Self.poll(fixture, url, "a hit for \(url)") { $0.hasPrefix("passsage;hit") }
+            }
+            let post = try await fixture.proxiedCurl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                                                      "-d", "x", "\(target)?location=%2Fobject%2F4001"])
+            #expect(post.stdout == "200")
+            // The POST's URL has a query, so its target differs; the Location names /object/4001.
+            _ = try await Self.poll(fixture, other, "the Location's entry invalidated") { $0.hasPrefix("passsage;fwd=uri-miss") }
+            let plain = try await fixture.proxiedCurl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", target])
+            #expect(plain.stdout == "200")
+            _ = try await Self.poll(fixture, target, "the target's entry invalidated") { $0.hasPrefix("passsage;fwd=uri-miss") }
+            // Stored again by the miss that followed, and served as before.
+            _ = try await Self.poll(fixture, target, "the new entry") { $0.hasPrefix("passsage;hit") }
+        }
+    }
 }
