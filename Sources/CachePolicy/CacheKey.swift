@@ -51,15 +51,17 @@ public struct CacheKey: Sendable, Equatable {
     /// The 56-hex vary key of a vary request string.
     public static func varyKey(_ varyRequestString: String) -> String { SHA224.hex(varyRequestString) }
 
-    /// `url` with the query's `&`-separated parameters sorted by (lower-cased name, name, value),
-    /// as sent (no decoding or re-encoding); empty parameters dropped.
+    /// `url` with the query's `&`-separated parameters sorted by (lower-cased name, name), as sent
+    /// (no decoding or re-encoding); parameters of the same name keep their order (`?x=2&x=1` is
+    /// not `?x=1&x=2` to every server); empty parameters dropped.
     static func sortingQuery(_ url: String) -> String {
         guard let mark = url.firstIndex(of: "?") else { return url }
         let base = url[..<mark]
-        let parameters = url[url.index(after: mark)...].split(separator: "&").map { piece -> (String, String, Substring) in
+        let parameters = url[url.index(after: mark)...].split(separator: "&").enumerated().map {
+            (position, piece) -> (String, String, Int, Substring) in
             let parts = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = String(parts[0])
-            return (name.lowercased(), name, piece)
+            return (name.lowercased(), name, position, piece)
         }
         guard !parameters.isEmpty else { return String(base) }
         let sorted = parameters.sorted { left, right in
@@ -67,7 +69,7 @@ public struct CacheKey: Sendable, Equatable {
             if left.1 != right.1 { return left.1 < right.1 }
             return left.2 < right.2
         }
-        return base + "?" + sorted.map { String($0.2) }.joined(separator: "&")
+        return base + "?" + sorted.map { String($0.3) }.joined(separator: "&")
     }
 
     /// The host of an authority: lower-cased, without port or IPv6 brackets.

@@ -29,11 +29,20 @@ final class CacheFill: Sendable, StoredChunkSource {
     private let outcome = Completion<Outcome>()
     private let storeFailure = NIOLockedValueBox<String?>(nil)
 
-    init(key: String, download: ChunkedDownload, headers: HTTPHeaders, fields: MetadataFields = [:], chunks: ChunkStore) {
+    /// Fields removed before `fields` are written (`StoreDirective.clearing`).
+    let clearing: [String]
+    /// Which requests may share this download: those that send what the creator sent for the
+    /// headers the response varies on.
+    let varySelector: VarySelector
+
+    init(key: String, download: ChunkedDownload, headers: HTTPHeaders, fields: MetadataFields = [:], clearing: [String] = [],
+         varySelector: VarySelector = VarySelector(response: [:], request: [:]), chunks: ChunkStore) {
         self.key = key
         self.download = download
         self.headers = headers
         self.fields = fields
+        self.clearing = clearing
+        self.varySelector = varySelector
         self.size = download.plan.totalSize
         self.chunks = chunks
         self.ids = NIOLockedValueBox(Array(repeating: nil, count: download.plan.count))
@@ -70,7 +79,7 @@ final class CacheFill: Sendable, StoredChunkSource {
             let manifest = try Manifest(chunkSize: plan.chunkSize, totalSize: plan.totalSize, chunks: stored)
             var document = fields
             document["manifest_b64"] = .string(ManifestCodec.encodeBase64(manifest))
-            try await metadata.upsert(key, fields: document)
+            try await Self.write(document, clearing: clearing, to: key, in: metadata)
             logger.debug("cached", metadata: ["key": "\(key)", "size": "\(plan.totalSize)", "chunks": "\(stored.count)"])
             outcome.complete(.cached(manifest))
         } catch {
@@ -138,4 +147,42 @@ final class Completion<Value: Sendable>: Sendable {
 
     /// The value if it is set, without waiting.
     var current: Value? { state.withLockedValue { $0.value } }
+}
+
+extension CacheFill {
+    /// Writes a stored entry's document: first removes `clearing` (so objects are replaced, not
+    /// merged), then merges `document`.
+    static func write(_ document: MetadataFields, clearing: [String], to key: String, in metadata: any MetadataStore) async throws {
+        if !clearing.isEmpty {
+            try await metadata.upsert(key, fields: Dictionary(uniqueKeysWithValues: clearing.map { ($0, JSONValue.null) }))
+        }
+        try await metadata.upsert(key, fields: document)
+    }
+}
+
+/// The request headers a response varies on, as the request that started its download sent them.
+struct VarySelector: Sendable {
+    /// Lower-case names from `Vary`; nil for `Vary: *` (no other request may share).
+    let names: [String]?
+    let values: [String]
+
+    init(response: HTTPHeaders, request: HTTPHeaders) {
+        var names: [String] = []
+        for value in response[canonicalForm: "vary"] {
+            let name = value.lowercased()
+            if name == "*" {
+                self.names = nil
+                self.values = []
+                return
+            }
+            if !names.contains(name) { names.append(name) }
+        }
+        self.names = names
+        self.values = names.map { request[canonicalForm: $0].joined(separator: ", ") }
+    }
+
+    func matches(_ request: HTTPHeaders) -> Bool {
+        guard let names else { return false }
+        return names.map { request[canonicalForm: $0].joined(separator: ", ") } == values
+    }
 }

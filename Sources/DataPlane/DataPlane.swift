@@ -106,6 +106,9 @@ public final class DataPlane: Sendable {
                 return await revalidate(request, key: key)
             }
             if case .served(let response) = await hit(request, key: key) { return response }
+            if request.cacheOnly {
+                return .text(.gatewayTimeout, "not in the cache\n", headers: ["X-Xs3lerator-Cache-Hit": "false"])
+            }
         }
         return await miss(request, key: key)
     }

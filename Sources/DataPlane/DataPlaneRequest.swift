@@ -43,6 +43,10 @@ public struct DataPlaneRequest: Sendable {
     /// pairs new headers with old bytes), under its key if it names one. Downloads are still shared
     /// under `cacheKey`. Unset: every 200 with a length is stored, with its manifest alone.
     public var storeFields: (@Sendable (HTTPResponseStatus, HTTPHeaders) -> StoreDirective?)?
+    /// A hit or nothing: when the entry cannot be served from the cache (a chunk missing or
+    /// damaged), answer 504 with `X-Xs3lerator-Cache-Hit: false` instead of going upstream, so the
+    /// caller decides how (and whether) to fetch it.
+    public var cacheOnly = false
 
     public init(url: String, method: HTTPMethod = .GET, headers: HTTPHeaders = [:], range: String? = nil,
                 cacheKey: String? = nil, cacheSkip: Bool = false, manifest: Manifest? = nil,
@@ -96,9 +100,14 @@ public struct StoreDirective: Sendable {
     /// The document id to store under; nil: the request's `cacheKey`.
     public var key: String?
     public var fields: MetadataFields
+    /// Fields removed just before `fields` are written, so that an object field (the stored
+    /// headers) is replaced rather than merged with the previous entry's. In between, the document
+    /// lacks them: a reader must treat it as incomplete.
+    public var clearing: [String]
 
-    public init(key: String? = nil, fields: MetadataFields) {
+    public init(key: String? = nil, fields: MetadataFields, clearing: [String] = []) {
         self.key = key
         self.fields = fields
+        self.clearing = clearing
     }
 }

@@ -45,10 +45,11 @@ extension DataPlane {
     func miss(_ request: DataPlaneRequest, key: String) async -> DataPlaneResponse {
         switch await fills.claim(key) {
         case .join(let fill):
-            // A fill whose sink gave up may already have dropped chunks a new reader would need.
-            if fill.download.failure == nil, fill.download.sinkIsActive {
+            // A fill whose sink gave up may already have dropped chunks a new reader would need; a
+            // response that varies on what this request sends otherwise is not this request's.
+            if fill.download.failure == nil, fill.download.sinkIsActive, fill.varySelector.matches(request.headers) {
                 metrics.collapsedJoin()
-                return respond(from: fill, range: request.range)
+                return respond(from: fill, range: request.range, joined: true)
             }
             return await fetchAndStore(request, key: key, registered: false)
         case .alone:
@@ -84,6 +85,7 @@ extension DataPlane {
             return relay(response, keyed: true)
         }
         var fields: MetadataFields = [:]
+        var clearing: [String] = []
         var storeKey = key
         if let storeFields = request.storeFields {
             guard let directive = storeFields(response.status, response.headers) else {
@@ -92,6 +94,7 @@ extension DataPlane {
                 return relay(response, keyed: true)
             }
             fields = directive.fields
+            clearing = directive.clearing
             storeKey = directive.key ?? key
         }
         guard hasTemporarySpace() else {
@@ -104,7 +107,7 @@ extension DataPlane {
         var headers = DataPlaneHeaders.clientResponseHeaders(from: response.headers)
         Self.addFinalURL(response, to: &headers)
         if size == 0 {
-            await cacheEmptyBody(key: storeKey, fields: fields, metadata: storage.metadata)
+            await cacheEmptyBody(key: storeKey, fields: fields, clearing: clearing, metadata: storage.metadata)
             if registered { fills.abandon(key) }
             return Self.answer(range: request.range, size: 0, headers: headers, keyed: true).response
         }
@@ -114,7 +117,8 @@ extension DataPlane {
         default: creatorSpan = 0...(size - 1)
         }
         let download = makeDownload(response, size: size, span: creatorSpan, upstream: upstream, caching: true)
-        let fill = CacheFill(key: storeKey, download: download, headers: headers, fields: fields, chunks: chunks)
+        let fill = CacheFill(key: storeKey, download: download, headers: headers, fields: fields, clearing: clearing,
+                             varySelector: VarySelector(response: response.headers, request: request.headers), chunks: chunks)
         if registered { fills.publish(key, fill) }
         download.start(initial: response.body, parallel: response.headers.first(name: "Accept-Ranges")?.lowercased() != "none")
         metrics.downloadStarted()
@@ -129,19 +133,26 @@ extension DataPlane {
 
     /// One reader's response from a fill: the same status and headers for every reader, its own
     /// range.
-    func respond(from fill: CacheFill, range: String?) -> DataPlaneResponse {
-        let answer = Self.answer(range: range, size: fill.size, headers: fill.headers, keyed: true)
+    /// `joined`: the request joined another's download, so the cookies that response set are not
+    /// its to receive.
+    func respond(from fill: CacheFill, range: String?, joined: Bool = false) -> DataPlaneResponse {
+        var headers = fill.headers
+        if joined {
+            headers.remove(name: "set-cookie")
+            headers.remove(name: "set-cookie2")
+        }
+        let answer = Self.answer(range: range, size: fill.size, headers: headers, keyed: true)
         guard case .body(let status, let span, let headers) = answer else { return answer.response }
         metrics.bytesServed(from: .upstream, span.count64)
         return DataPlaneResponse(status: status, headers: headers, body: fill.download.body(span: span, stored: fill))
     }
 
-    private func cacheEmptyBody(key: String, fields: MetadataFields, metadata: any MetadataStore) async {
+    private func cacheEmptyBody(key: String, fields: MetadataFields, clearing: [String], metadata: any MetadataStore) async {
         do {
             let manifest = try Manifest(chunkSize: configuration.download.chunkSize, totalSize: 0, chunks: [])
             var document = fields
             document["manifest_b64"] = .string(ManifestCodec.encodeBase64(manifest))
-            try await metadata.upsert(key, fields: document)
+            try await CacheFill.write(document, clearing: clearing, to: key, in: metadata)
         } catch {
             logger.warning("not cached: writing the manifest of an empty body failed", metadata: ["key": "\(key)", "error": "\(error)"])
         }

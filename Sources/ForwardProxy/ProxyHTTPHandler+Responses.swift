@@ -177,7 +177,8 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
                         headLength: Int? = nil) {
         var record = record
         record.status = status
-        let length = record.method == "HEAD" ? headLength ?? body.readableBytes : body.readableBytes
+        let bodiless = record.method == "HEAD" || status == .notModified
+        let length = bodiless ? headLength ?? body.readableBytes : body.readableBytes
         let head = LocalResponse.head(status: status, contentLength: length, requestID: record.requestID,
                                       close: close, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)

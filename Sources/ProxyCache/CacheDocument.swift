@@ -42,8 +42,8 @@ enum CacheDocument {
         var contentSize: Int64?
     }
 
-    /// The entry in `document`, or nil when it lacks what serving needs: a status, headers, a
-    /// `stored_at`, and for statuses with a body a manifest (a document with metadata but no
+    /// The entry in `document`, or nil when it lacks what serving needs: a status, headers (absent
+    /// for a moment while an entry is replaced), a `stored_at`, and for statuses with a body a manifest (a document with metadata but no
     /// manifest is a download that never completed; one with a manifest alone was written by
     /// xs3lerator without passsage).
     static func entry(_ document: MetadataFields) -> Entry? {

@@ -127,6 +127,7 @@ public final class CacheSource: ResponseSource {
         if lookup.isHead {
             // HEAD is answered from a fresh entry's metadata, with its real length; otherwise the
             // origin answers it.
+            if case .gatewayTimeout = decision { return .local(Self.notCached(entry: entry != nil)) }
             guard case .hit = decision, let entry, let freshness else { return .relay }
             return .local(localAnswer(entry, freshness: freshness, status: CacheStatus(hit: true, ttl: freshness.remaining),
                                       request: lookup))
@@ -135,11 +136,7 @@ public final class CacheSource: ResponseSource {
         case .bypass:
             return .relay
         case .gatewayTimeout:
-            var headers = HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")])
-            headers.add(name: "Cache-Status", value: CacheStatus(forward: entry == nil ? .uriMiss : .stale,
-                                                                 detail: "only-if-cached").fieldValue)
-            return .local(LocalReply(status: .gatewayTimeout, headers: headers,
-                                     body: Array("not in the cache, and the request said only-if-cached\n".utf8)))
+            return .local(Self.notCached(entry: entry != nil))
         case .hit(let kind):
             guard let entry, let freshness else { return .relay }
             let status = CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age,
@@ -156,11 +153,26 @@ public final class CacheSource: ResponseSource {
                                     staleIfError: staleIfError, reason: reason, lookup: lookup, requestTime: requestTime)
         case .miss:
             return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,
-                               hadVaryIndex: found.varyIndex)
+                               variant: found.varyIndex ? found.id : nil)
         case .refetch(let reason):
             return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime,
-                               hadVaryIndex: found.varyIndex)
+                               variant: found.varyIndex ? found.id : nil)
         }
+    }
+
+    /// 504 for `only-if-cached` with nothing servable (RFC 9111 §5.2.1.7).
+    static func notCached(entry: Bool) -> LocalReply {
+        var headers = HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")])
+        headers.add(name: "Cache-Status", value: CacheStatus(forward: entry ? .stale : .uriMiss, detail: "only-if-cached").fieldValue)
+        return LocalReply(status: .gatewayTimeout, headers: headers,
+                          body: Array("not in the cache, and the request said only-if-cached\n".utf8))
+    }
+
+    /// The client's `Range` for a request that goes upstream: dropped when it comes with
+    /// `If-Range`, which names a representation the origin may no longer have (the whole new one
+    /// is sent instead of a slice of it).
+    static func upstreamRange(_ headers: HTTPHeaders) -> String? {
+        headers.contains(name: "if-range") ? nil : headers.first(name: "range")
     }
 
     /// One round trip for the vary index, the plain entry and the speculative variant; a second
@@ -217,6 +229,7 @@ public final class CacheSource: ResponseSource {
         var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
                                        range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
                                        cacheKey: id, manifest: entry.manifest)
+        request.cacheOnly = true
         if background, let validators {
             guard await destinationAllowed(lookup) else { return .relay }
             request.ifNoneMatch = validators.entityTag
@@ -225,6 +238,10 @@ public final class CacheSource: ResponseSource {
             request.storeFields = storeFields(lookup, requestTime: Self.now(), stored: nil)
         }
         let response = await dataPlane.serve(request)
+        if response.headers.first(name: "X-Xs3lerator-Cache-Hit") != "true", !background {
+            // The stored body is gone or damaged: fetch it like a stale entry, vetted and checked.
+            return await fetch(lookup, forward: .stale, requestTime: Self.now(), variant: id == lookup.key.id ? nil : id)
+        }
         return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
     }
 
@@ -233,8 +250,8 @@ public final class CacheSource: ResponseSource {
                             requestTime: Int64) async -> ResponsePlan {
         guard await destinationAllowed(lookup) else { return .relay }
         let stored = NIOLockedValueBox<Bool?>(nil)
-        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
-                                       range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
+        // A 200 may replace the entry, so a range goes only without If-Range (`upstreamRange`).
+        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: Self.upstreamRange(lookup.headers),
                                        cacheKey: id, manifest: entry.manifest,
                                        ifNoneMatch: validators.entityTag, ifModifiedSince: validators.lastModified,
                                        staleIfError: staleIfError)
@@ -266,12 +283,15 @@ public final class CacheSource: ResponseSource {
         }
     }
 
+    /// `variant`: the id the vary index selects for this request, if the URL has one; downloads are
+    /// then shared per variant, otherwise per URL and `Accept-Encoding`.
     private func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64,
-                       hadVaryIndex: Bool) async -> ResponsePlan {
+                       variant: String?) async -> ResponsePlan {
         guard await destinationAllowed(lookup) else { return .relay }
+        let hadVaryIndex = variant != nil
         let stored = NIOLockedValueBox<Bool?>(nil)
-        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: lookup.headers.first(name: "range"),
-                                       cacheKey: lookup.downloadKey, cacheSkip: true)
+        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: Self.upstreamRange(lookup.headers),
+                                       cacheKey: variant ?? lookup.downloadKey, cacheSkip: true)
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
         let response = await dataPlane.serve(request)
         if (300..<400).contains(response.status.code), response.status != .notModified {
@@ -330,7 +350,7 @@ public final class CacheSource: ResponseSource {
                     fields["vary_request"] = .string(selected)
                 }
             }
-            return StoreDirective(key: target, fields: fields)
+            return StoreDirective(key: target, fields: fields, clearing: ["headers"])
         }
     }
 
@@ -343,7 +363,10 @@ public final class CacheSource: ResponseSource {
             // A redirect replaces whatever body was stored before.
             var document = directive.fields
             document["manifest_b64"] = .null
-            try await metadata.upsert(directive.key ?? lookup.key.id, fields: document)
+            let id = directive.key ?? lookup.key.id
+            // Headers are replaced, not merged with the previous entry's.
+            try await metadata.upsert(id, fields: Dictionary(uniqueKeysWithValues: directive.clearing.map { ($0, JSONValue.null) }))
+            try await metadata.upsert(id, fields: document)
             return true
         } catch {
             logger.warning("storing a redirect failed", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
@@ -384,7 +407,8 @@ public final class CacheSource: ResponseSource {
         headers.remove(name: "content-length")
         headers.replaceOrAdd(name: "Age", value: String(freshness.age))
         headers.add(name: "Cache-Status", value: status.fieldValue)
-        let length = code == .notModified || entry.manifest == nil ? 0 : entry.contentSize.map { Int($0) }
+        // HEAD and 304 carry the length a 200 would have (RFC 9110 §8.6), never a made-up 0.
+        let length = entry.manifest == nil ? 0 : entry.contentSize.map { Int($0) }
         return LocalReply(status: code, headers: headers, body: [], headLength: length)
     }
 

@@ -14,6 +14,8 @@ struct KeyAndStatusTests {
         #expect(CacheKey(url: "http://a/x?b=1&a=2")?.id == CacheKey(url: "http://a/x?a=2&b=1")?.id,
                 "bug 17: parameter order does not fragment the cache")
         #expect(CacheKey(url: "http://a/x?")?.normalizedURL == "http://a/x")
+        #expect(CacheKey(url: "http://a/x?x=2&b=1&x=1")?.normalizedURL == "http://a/x?b=1&x=2&x=1",
+                "repeated names keep their order: ?x=2&x=1 is not ?x=1&x=2 to every server")
         #expect(CacheKey(url: "http://[::1]:8080/x")?.prefix == "http/::1")
         #expect(CacheKey(url: "ftp://a/x") == nil)
     }
