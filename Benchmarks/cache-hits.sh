@@ -40,38 +40,10 @@ wait_for "$WORK/passsage.log" "passsage proxy listening"
 PROXY_PORT="$(grep -o 'listening on 127.0.0.1:[0-9]*' "$WORK/passsage.log" | grep -o '[0-9]*$')"
 curl -sf -x "http://127.0.0.1:$PROXY_PORT" -o "$WORK/proxy-ca.pem" http://mitm.it/cert/pem
 
-SQ="$WORK/squid"
-mkdir -p "$SQ"
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 30 -nodes -x509 \
-    -subj "/CN=squid-bench" -keyout "$SQ/ca.key" -out "$SQ/ca.pem" 2>/dev/null
-cat "$SQ/ca.key" "$SQ/ca.pem" > "$SQ/ca-bundle.pem"
-/usr/lib/squid/security_file_certgen -c -s "$SQ/ssl_db" -M 16MB >/dev/null
-SQUID_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-cat > "$SQ/squid.conf" <<CONF
-http_port 127.0.0.1:$SQUID_PORT ssl-bump generate-host-certificates=on dynamic_cert_mem_cache_size=16MB tls-cert=$SQ/ca-bundle.pem
-sslcrtd_program /usr/lib/squid/security_file_certgen -s $SQ/ssl_db -M 16MB
-acl step1 at_step SslBump1
-ssl_bump peek step1
-ssl_bump bump all
-tls_outgoing_options cafile=$WORK/origin-ca.pem
-http_access allow all
-cache_mem 512 MB
+start_squid "cache_mem 512 MB
 maximum_object_size_in_memory 128 MB
 maximum_object_size 128 MB
-memory_cache_mode always
-access_log stdio:$SQ/access.log
-cache_log $SQ/cache.log
-pid_filename $SQ/squid.pid
-coredump_dir $SQ
-CONF
-chmod 644 "$WORK/origin-ca.pem"
-[ "$(id -u)" = "0" ] && chown -R proxy:proxy "$SQ" 2>/dev/null || true
-squid -f "$SQ/squid.conf" -N >"$SQ/squid.out" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do
-    curl -s -o /dev/null -x "http://127.0.0.1:$SQUID_PORT" --cacert "$SQ/ca.pem" "https://localhost:$ORIGIN_PORT/small" && break
-    sleep 0.1
-done
+memory_cache_mode always"
 
 # Warm both caches and check that the next request is a hit.
 warm() {  # proxy-port ca-file hit-pattern path

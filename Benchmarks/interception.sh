@@ -60,36 +60,8 @@ echo "proxied: $(echo "$PROXY_SPEEDS" | awk '{printf "%.0f ", $1/1e6}') MB/s (me
 SQUID_RPS=""
 SQUID_BPS=""
 if command -v squid >/dev/null 2>&1 && [ -x /usr/lib/squid/security_file_certgen ]; then
-    SQ="$WORK/squid"
-    mkdir -p "$SQ"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 30 -nodes -x509 \
-        -subj "/CN=squid-bench" -keyout "$SQ/ca.key" -out "$SQ/ca.pem" 2>/dev/null
-    cat "$SQ/ca.key" "$SQ/ca.pem" > "$SQ/ca-bundle.pem"
-    /usr/lib/squid/security_file_certgen -c -s "$SQ/ssl_db" -M 16MB >/dev/null
-    SQUID_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    cat > "$SQ/squid.conf" <<CONF
-http_port 127.0.0.1:$SQUID_PORT ssl-bump generate-host-certificates=on dynamic_cert_mem_cache_size=16MB tls-cert=$SQ/ca-bundle.pem
-sslcrtd_program /usr/lib/squid/security_file_certgen -s $SQ/ssl_db -M 16MB
-acl step1 at_step SslBump1
-ssl_bump peek step1
-ssl_bump bump all
-tls_outgoing_options cafile=$WORK/origin-ca.pem
-http_access allow all
-cache deny all
-cache_mem 0 MB
-access_log stdio:$SQ/access.log
-cache_log $SQ/cache.log
-pid_filename $SQ/squid.pid
-coredump_dir $SQ
-CONF
-    chmod 644 "$WORK/origin-ca.pem"
-    [ "$(id -u)" = "0" ] && chown -R proxy:proxy "$SQ" 2>/dev/null || true
-    squid -f "$SQ/squid.conf" -N >"$SQ/squid.out" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null -x "http://127.0.0.1:$SQUID_PORT" --cacert "$SQ/ca.pem" "https://localhost:$ORIGIN_PORT/small" && break
-        sleep 0.1
-    done
+    start_squid "cache deny all
+cache_mem 0 MB"
     echo "== Squid $(squid -v | sed -n 's/.*Version \([0-9.]*\).*/\1/p') with ssl-bump, caching off"
     SQUID_LINE="$(load --ca "$SQ/ca.pem" --proxy "127.0.0.1:$SQUID_PORT")"
     SQUID_SPEEDS="$(speeds --cacert "$SQ/ca.pem" -x "http://127.0.0.1:$SQUID_PORT")"
