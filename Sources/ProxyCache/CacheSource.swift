@@ -416,10 +416,11 @@ public final class CacheSource: ResponseSource {
     /// `Age` and `Cache-Status`.
     private func stream(_ response: DataPlaneResponse, entry: CacheDocument.Entry, freshness: Freshness,
                         status: CacheStatus, lookup: Lookup) -> ResponsePlan {
-        guard response.status == .ok || response.status == .partialContent,
-              response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true" else {
-            // Not served from the cache after all (the data plane went upstream): as it came.
-            return relayFromDataPlane(response, status: CacheStatus(forward: .stale), lookup: lookup)
+        let fromCache = response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true"
+        guard response.status == .ok || response.status == .partialContent, fromCache else {
+            // A 416 for a range the stored object cannot satisfy is still the cache's answer;
+            // anything else came from upstream after all: as it came.
+            return relayFromDataPlane(response, status: fromCache ? status : CacheStatus(forward: .stale), lookup: lookup)
         }
         var headers = entry.stored.headers
         for name in ["content-length", "content-range", "transfer-encoding", "accept-ranges"] { headers.remove(name: name) }

@@ -51,6 +51,9 @@ struct CachingTests {
             #expect(Self.headers(head.stdout)["content-length"] == "3000000", "\(head.stdout)")
             let range = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", "/dev/null", "-H", "Range: bytes=10-19", url])
             #expect(Self.status(range.stdout) == "206" && Self.headers(range.stdout)["content-range"] == "bytes 10-19/3000000")
+            let unsatisfiable = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", "/dev/null", "-H", "Range: bytes=5000000-", url])
+            #expect(Self.status(unsatisfiable.stdout) == "416" && Self.headers(unsatisfiable.stdout)["cache-status"]?.hasPrefix("passsage;hit") == true,
+                    "\(unsatisfiable.stdout)")
             // The client's own conditional against the fresh entry: 304 from the cache.
             let conditional = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", "/dev/null", "-H",
                                                              "If-None-Match: \"obj-3000000\"", url])
