@@ -31,8 +31,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.1.0"),
     ],
     targets: [
+        // A least-recently-used map with expiry (pure): leaf certificates, TLS contexts, cached
+        // metadata documents and in-memory bodies.
+        .target(name: "Recency"),
         // CA loading/generation, leaf minting and the leaf cache.
         .target(name: "CertificateAuthority", dependencies: nio + [
+            "Recency",
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -50,7 +54,7 @@ let package = Package(
         ]),
         // Listener, absolute-form forwarding, CONNECT, interception, health, lifecycle.
         .target(name: "ForwardProxy", dependencies: nio + [
-            "HTTPRules",
+            "HTTPRules", "Recency",
             "OriginConnections",
             "CertificateAuthority",
             "Onboarding",
@@ -82,7 +86,7 @@ let package = Package(
         ]),
         // The metadata-store protocol, JSON documents, and the SQLite and Elasticsearch backends.
         .target(name: "MetadataStore", dependencies: nio + [
-            "StorageCore",
+            "StorageCore", "Recency",
             .product(name: "SQLiteNIO", package: "sqlite-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -142,6 +146,7 @@ let package = Package(
         ]),
         // What both command lines share: option values from flags or the environment, one-line errors.
         .target(name: "CommandLineSupport", dependencies: [
+            "DownloadPlanning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -158,7 +163,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "CertificateAuthorityTests", dependencies: nio + [
-            "CertificateAuthority",
+            "CertificateAuthority", "Recency",
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Recency
 
 /// Server-side TLS contexts for intercepted tunnels, one per CONNECT host.
 ///

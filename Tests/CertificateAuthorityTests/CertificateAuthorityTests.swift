@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOPosix
+import Recency
 import Testing
 import X509
 
@@ -119,6 +120,28 @@ struct LRUCacheTests {
         #expect(lru.value(for: "d", now: 0) == 7)
         #expect(lru.value(for: "c", now: 0) == 3)
         #expect(lru.value(for: "f", now: 0) == 6)
+    }
+
+    @Test("entries can be removed by key and from the old end; removed slots are reused")
+    func removals() {
+        var lru = LRUCache<String, Int>(capacity: 3)
+        lru.insert(1, for: "a", expires: .max)
+        lru.insert(2, for: "b", expires: .max)
+        lru.insert(3, for: "c", expires: .max)
+        #expect(lru.removeValue(for: "b") == 2)
+        #expect(lru.removeValue(for: "b") == nil)
+        #expect(lru.count == 2)
+        #expect(lru.removeOldest()! == ("a", 1))
+        lru.insert(4, for: "d", expires: .max)
+        lru.insert(5, for: "e", expires: .max)
+        #expect(lru.count == 3)
+        #expect(lru.removeOldest()! == ("c", 3))
+        #expect(lru.removeOldest()! == ("d", 4))
+        #expect(lru.removeOldest()! == ("e", 5))
+        #expect(lru.removeOldest() == nil)
+        lru.insert(6, for: "f", expires: .max)
+        lru.removeAll()
+        #expect(lru.count == 0 && lru.value(for: "f", now: 0) == nil)
     }
 
     @Test("200,000 inserts into a full cache of 4,096 take well under a second (eviction is O(1))")

@@ -67,6 +67,33 @@ public struct LRUCache<Key: Hashable, Value> {
         linkAsNewest(slot)
     }
 
+    /// Removes `key`'s entry, returning its value.
+    @discardableResult
+    public mutating func removeValue(for key: Key) -> Value? {
+        guard let slot = index[key] else { return nil }
+        let value = slots[slot].value
+        remove(slot: slot)
+        return value
+    }
+
+    /// Removes the least recently used entry, returning it.
+    public mutating func removeOldest() -> (key: Key, value: Value)? {
+        guard oldest != Self.none else { return nil }
+        let slot = oldest
+        let entry = (slots[slot].key, slots[slot].value)
+        remove(slot: slot)
+        return entry
+    }
+
+    /// Removes every entry.
+    public mutating func removeAll() {
+        slots.removeAll()
+        index.removeAll()
+        free.removeAll()
+        newest = Self.none
+        oldest = Self.none
+    }
+
     private mutating func remove(slot: Int) {
         unlink(slot)
         index[slots[slot].key] = nil
