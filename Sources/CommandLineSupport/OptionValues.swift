@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import DownloadPlanning
 import NIOCore
 
 /// A duration option: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds. `0` is allowed and
@@ -33,6 +34,16 @@ public struct DurationValue: ExpressibleByArgument, Equatable, Sendable {
     }
 
     public static var defaultCompletionKind: CompletionKind { .default }
+}
+
+/// A byte-size option: `32MiB` (binary), `5MB` or `5m` (decimal), `1048576`.
+public struct ByteSizeValue: ExpressibleByArgument, Sendable {
+    public let bytes: Int64
+
+    public init?(argument: String) {
+        guard let bytes = ByteSize.parse(argument) else { return nil }
+        self.bytes = bytes
+    }
 }
 
 /// Reads option values from the command line, then the environment, then a default, and reports a

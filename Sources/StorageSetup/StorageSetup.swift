@@ -22,12 +22,26 @@ public struct StorageOptions: Sendable {
     public var cacheDirectory: String?
     public var lowWatermark = 85
     public var highWatermark = 95
+    /// Embedded (no bucket): evict the least recently used objects between the watermarks (the
+    /// object directory is then a cache, and an evicted chunk is fetched again when needed);
+    /// false keeps every object.
+    public var embeddedEviction = false
+    /// What the embedded watermarks are a percentage of: this many bytes of objects, or nil for
+    /// the file system.
+    public var embeddedCapacityBytes: Int64?
     public var elasticsearchURL: String?
     public var elasticsearchIndex = "passsage_meta"
     public var dataDirectory = "xs3lerator-data"
     public var environment: [String: String] = [:]
 
     public init() {}
+
+    /// 0 ≤ low < high ≤ 100, or a usage error naming the options.
+    public static func checkWatermarks(low: Int, high: Int, lowOption: String, highOption: String) throws {
+        guard (1...100).contains(high), (0..<high).contains(low) else {
+            throw UsageError("invalid watermarks \(low)/\(high): expected 0 ≤ \(lowOption) < \(highOption) ≤ 100")
+        }
+    }
 }
 
 /// The stores the options name, opened, and how to close them.
@@ -88,11 +102,17 @@ public struct StorageSetup: Sendable {
             let root = dataDirectory + "/objects"
             do {
                 objects = try LocalDirectoryObjectStore(root: root)
-                diskCache = try DiskCache(root: root + (layout.prefix.isEmpty ? "" : "/" + layout.prefix), watermarks: nil)
+                let watermarks = options.embeddedEviction ? DiskCache.Watermarks(low: options.lowWatermark, high: options.highWatermark) : nil
+                diskCache = try DiskCache(root: root + (layout.prefix.isEmpty ? "" : "/" + layout.prefix), watermarks: watermarks,
+                                          capacity: options.embeddedCapacityBytes.map { .bytes($0) } ?? .fileSystem)
             } catch {
                 throw UsageError("invalid value '\(options.dataDirectory)' for --data-dir: \(error)")
             }
             parts.append("local objects \(root)")
+            if options.embeddedEviction {
+                let of = options.embeddedCapacityBytes.map { "of \($0 >> 20) MiB" } ?? "of the file system"
+                parts.append("evicted at \(options.highWatermark) % \(of), down to \(options.lowWatermark) %")
+            }
             if options.cacheDirectory != nil {
                 logger.notice("--cache-dir is ignored without --s3-bucket: the local object directory is the disk cache")
             }

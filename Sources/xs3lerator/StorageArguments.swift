@@ -47,9 +47,8 @@ struct StorageArguments: ParsableArguments {
         options.cacheDirectory = try env.value(cacheDir, "XS3_CACHE_DIR", option: "--cache-dir").flatMap { $0.isEmpty ? nil : $0 }
         options.lowWatermark = try env.value(cacheLowWatermark, "XS3_CACHE_LOW_WATERMARK", option: "--cache-low-watermark") ?? 85
         options.highWatermark = try env.value(cacheHighWatermark, "XS3_CACHE_HIGH_WATERMARK", option: "--cache-high-watermark") ?? 95
-        guard (1...100).contains(options.highWatermark), (0..<options.highWatermark).contains(options.lowWatermark) else {
-            throw UsageError("invalid watermarks \(options.lowWatermark)/\(options.highWatermark): expected 0 ≤ --cache-low-watermark < --cache-high-watermark ≤ 100")
-        }
+        try StorageOptions.checkWatermarks(low: options.lowWatermark, high: options.highWatermark,
+                                           lowOption: "--cache-low-watermark", highOption: "--cache-high-watermark")
         options.elasticsearchURL = try env.value(elasticsearchURL, "XS3_ELASTICSEARCH_URL", option: "--elasticsearch-url")
             .flatMap { $0.isEmpty ? nil : $0 }
         options.elasticsearchIndex = try env.value(elasticsearchManifestIndex, "XS3_ELASTICSEARCH_INDEX", option: "--elasticsearch-manifest-index")

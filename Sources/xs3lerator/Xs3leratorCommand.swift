@@ -14,15 +14,6 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// A byte-size option: `32MiB` (binary), `5MB` or `5m` (decimal), `1048576`.
-struct ByteSizeValue: ExpressibleByArgument {
-    let bytes: Int64
-    init?(argument: String) {
-        guard let bytes = ByteSize.parse(argument) else { return nil }
-        self.bytes = bytes
-    }
-}
-
 @main
 struct Xs3leratorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
