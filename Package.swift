@@ -178,7 +178,7 @@ let package = Package(
         // through the data plane.
         .target(name: "ProxyCache", dependencies: nio + [
             "CachePolicy", "ChunkManifest", "DataPlane", "ForwardProxy", "HTTPRules", "MetadataStore",
-            "OriginConnections", "StorageCore",
+            "OriginConnections", "Recency", "StorageCore",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CachePolicyTests", dependencies: ["CachePolicy", "HTTPRules",

@@ -15,19 +15,19 @@ public struct CacheKey: Sendable, Equatable {
     public let prefix: String
     /// The SHA-224 hex of `normalizedURL`.
     public let urlHash: String
+    /// The id of the entry when the response does not vary.
+    public let id: String
+    /// The id of the vary index document, which records the `Vary` an origin sent for this URL.
+    public let varyIndexID: String
 
     public init?(url: String) {
         guard let url = AbsoluteURL(url) else { return nil }
         normalizedURL = Self.sortingQuery(url.description)
         prefix = url.scheme + "/" + Self.hostName(url.authority)
         urlHash = SHA224.hex(normalizedURL)
+        id = prefix + "/" + urlHash
+        varyIndexID = prefix + "/_vary/" + urlHash
     }
-
-    /// The id of the entry when the response does not vary.
-    public var id: String { prefix + "/" + urlHash }
-
-    /// The id of the vary index document, which records the `Vary` an origin sent for this URL.
-    public var varyIndexID: String { prefix + "/_vary/" + urlHash }
 
     /// The id of one variant: `varyKey` is `CacheKey.varyKey(...)`.
     public func variantID(varyKey: String) -> String { id + "+" + varyKey }

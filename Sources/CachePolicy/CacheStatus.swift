@@ -43,6 +43,17 @@ public struct CacheStatus: Sendable, Equatable {
 
     /// The field value, serialised as an RFC 9651 list of one item.
     public var fieldValue: String {
+        // The plain hit, on every hot hit: the same bytes the serializer writes (tested), without it.
+        if hit, forward == nil, forwardStatus == nil, !stored, detail == nil {
+            guard let ttl else { return Self.cacheName + ";hit" }
+            // RFC 9651 integers have at most 15 digits; past that the serializer decides.
+            if ttl > -1_000_000_000_000_000, ttl < 1_000_000_000_000_000 { return Self.cacheName + ";hit;ttl=" + String(ttl) }
+        }
+        return serializedFieldValue
+    }
+
+    /// `fieldValue` through the RFC 9651 serializer.
+    var serializedFieldValue: String {
         var parameters = OrderedMap<String, RFC9651BareItem>()
         if hit { parameters["hit"] = .bool(true) }
         if let forward { parameters["fwd"] = .token(forward.rawValue) }

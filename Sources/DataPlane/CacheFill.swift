@@ -97,8 +97,7 @@ final class CacheFill: Sendable, StoredChunkSource {
         guard let id = ids.withLockedValue({ $0[index] }) else {
             throw ChunkUnavailable(kind: .missing, chunk: "#\(index) of \(key)", detail: "released before it was stored")
         }
-        let (file, _) = try await chunks.open(id, length: download.plan.length(of: index))
-        return file.stream(range: range)
+        return try await chunks.open(id, length: download.plan.length(of: index)).stream(range: range)
     }
 }
 

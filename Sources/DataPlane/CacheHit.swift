@@ -99,7 +99,7 @@ final class HitReader: Sendable {
     let readAhead: Int
     let metrics: DataPlaneMetrics
     let indices: ClosedRange<Int>
-    private let opening = NIOLockedValueBox([Int: Task<(file: ReadableFile, fromDisk: Bool), any Error>]())
+    private let opening = NIOLockedValueBox([Int: Task<OpenedChunk, any Error>]())
     /// Later chunks are only checked for presence before the headers; past this many, not at all.
     static let presenceCheckLimit = 256
 
@@ -145,7 +145,7 @@ final class HitReader: Sendable {
     }
 
     /// Chunk `index` opened, starting the opening of the chunks after it up to the read-ahead.
-    func file(for index: Int) async throws -> (file: ReadableFile, fromDisk: Bool) {
+    func file(for index: Int) async throws -> OpenedChunk {
         let task = opening.withLockedValue { opening in
             for ahead in index..<min(indices.upperBound + 1, index + readAhead) where opening[ahead] == nil {
                 let (id, length, chunks) = (manifest.chunks[ahead], manifest.byteRange(ofChunk: ahead).count64, self.chunks)
@@ -195,12 +195,12 @@ private struct HitBody: AsyncSequence, Sendable {
                 }
                 guard index <= reader.indices.upperBound else { return nil }
                 let chunk = reader.manifest.byteRange(ofChunk: index)
-                let (file, fromDisk) = try await reader.file(for: index)
+                let opened = try await reader.file(for: index)
                 let start = Swift.max(reader.span.lowerBound, chunk.lowerBound) - chunk.lowerBound
                 let end = Swift.min(reader.span.upperBound + 1, chunk.upperBound) - chunk.lowerBound
-                reader.metrics.bytesServed(from: fromDisk ? .disk : .objectStore, end - start)
+                reader.metrics.bytesServed(from: opened.fromDisk ? .disk : .objectStore, end - start)
                 // Large pieces: fewer trips to the thread pool on the hot path of a hit.
-                current = file.stream(range: start..<end, pieceSize: 1 << 20).makeAsyncIterator()
+                current = opened.stream(range: start..<end, pieceSize: 1 << 20).makeAsyncIterator()
             }
         }
     }

@@ -25,6 +25,31 @@ public struct ChunkUnavailable: Error, Sendable, CustomStringConvertible {
     public var description: String { "chunk \(chunk) \(kind.rawValue): \(detail)" }
 }
 
+/// A chunk opened for reading, its bytes verified against its id.
+struct OpenedChunk: Sendable {
+    let id: ChunkID
+    let file: ReadableFile
+    let fromDisk: Bool
+    /// The disk cache file's identity (inode, change time) when its bytes were verified; nil for
+    /// a private staging copy fetched from the object store.
+    let identity: FileIdentity?
+
+    /// Bytes `range` of the chunk. A disk file is checked after each piece is read: if anything
+    /// wrote to it since it was verified, the piece is never handed out and the stream fails as
+    /// corrupt (the client's connection is aborted, never given other bytes as the chunk's).
+    func stream(range: Range<Int64>, pieceSize: Int = 256 * 1024) -> ByteStream {
+        let pieces = file.stream(range: range, pieceSize: pieceSize)
+        guard let identity else { return pieces }
+        let (file, id) = (self.file, self.id)
+        return ByteStream(pieces.map { piece -> ByteBuffer in
+            guard FileIdentity(descriptor: file.descriptor) == identity else {
+                throw ChunkUnavailable(kind: .corrupt, chunk: id.hex, detail: "the disk cache file changed after it was verified")
+            }
+            return piece
+        })
+    }
+}
+
 /// Reads and writes content-addressed chunks: the disk cache first, the object store behind it.
 /// Everything it hands out is verified against the chunk id; everything it stores is a complete
 /// chunk whose id is its SHA-256.
@@ -112,9 +137,9 @@ final class ChunkStore: Sendable {
     /// Chunk `id`, verified, as an open file: from the disk cache when it is there and
     /// verifies, else fetched from the object store into a staging file (hashed as it arrives,
     /// never held in memory) and, once verified, installed in the disk cache.
-    func open(_ id: ChunkID, length: Int64) async throws -> (file: ReadableFile, fromDisk: Bool) {
-        if let diskCache, let file = await diskCache.open(id, length: length) {
-            return (file, true)
+    func open(_ id: ChunkID, length: Int64) async throws -> OpenedChunk {
+        if let diskCache, let found = await diskCache.open(id, length: length) {
+            return OpenedChunk(id: id, file: found.file, fromDisk: true, identity: found.identity)
         }
         let key = try self.key(for: id)
         let download: ObjectDownload
@@ -173,7 +198,7 @@ final class ChunkStore: Sendable {
                 logger.warning("disk cache: could not back-fill chunk", metadata: ["chunk": "\(id.hex)", "error": "\(error)"])
             }
         }
-        return (file, false)
+        return OpenedChunk(id: id, file: file, fromDisk: false, identity: nil)
     }
 }
 

@@ -30,6 +30,8 @@ public final class DataPlane: Sendable {
     let budget: WorkerBudget
     let storage: DataPlaneStorage?
     let chunks: ChunkStore?
+    /// Small verified bodies in memory, when configured.
+    let memory: MemoryBodies?
     let fills = InFlightRegistry<CacheFill>()
     public let metrics: DataPlaneMetrics
     let logger: Logger
@@ -54,6 +56,8 @@ public final class DataPlane: Sendable {
                        uploadConcurrency: configuration.uploadConcurrency, refreshAge: configuration.chunkRefreshAge,
                        metrics: metrics, logger: logger)
         }
+        self.memory = self.storage != nil && configuration.memoryCacheBytes > 0
+            ? MemoryBodies(byteLimit: configuration.memoryCacheBytes, objectLimit: configuration.memoryCacheObjectLimit) : nil
         self.logger = logger
         if let diskCache = self.storage?.diskCache, diskCache.watermarks != nil {
             background.run { [interval = configuration.diskCacheCheckInterval] in

@@ -32,6 +32,9 @@ public struct DataPlaneConfiguration: Sendable {
     /// Background revalidations running at once, across all keys. Past it, a stale hit is served
     /// without starting another (the next request for the key tries again).
     public var maximumBackgroundRefreshes: Int
+    /// Bytes of small bodies held in memory for `bodyInMemory` (0: none), and the largest body held.
+    public var memoryCacheBytes: Int = 0
+    public var memoryCacheObjectLimit: Int = 256 << 10
 
     public init(download: DownloadSettings, upstreamTLSSkipVerify: Bool = false, upstreamConnectTimeout: Duration = .seconds(30),
                 upstreamReadTimeout: Duration? = .seconds(300), passthrough: Bool = false, maximumRangeWorkers: Int = 16,

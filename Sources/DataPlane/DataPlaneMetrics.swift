@@ -7,6 +7,8 @@ public final class DataPlaneMetrics: Sendable {
         case disk
         case objectStore = "object_store"
         case upstream
+        /// Small bodies held in memory (passsage's embedded hits).
+        case memory
     }
 
     public enum Revalidation: String, Sendable, CaseIterable {

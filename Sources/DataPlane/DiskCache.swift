@@ -73,9 +73,10 @@ public final class DiskCache: Sendable {
         return "\(root)/\(h[0])/\(h[1])/\(h[2])/\(h[3])/\(hex)"
     }
 
-    /// The chunk's file if it is here, has `length` bytes and its bytes match `id`; a file that
-    /// does not match is deleted. nil when absent or bad.
-    func open(_ id: ChunkID, length: Int64) async -> ReadableFile? {
+    /// The chunk's file if it is here, has `length` bytes and its bytes match `id`, with the
+    /// identity it had when they were checked; a file that does not match is deleted. nil when
+    /// absent or bad.
+    func open(_ id: ChunkID, length: Int64) async -> (file: ReadableFile, identity: FileIdentity)? {
         let path = self.path(for: id)
         let file: ReadableFile
         do {
@@ -88,8 +89,8 @@ public final class DiskCache: Sendable {
             return nil
         }
         defer { index.withLockedValue { $0.use(id.hex, size: length) } }
-        if verified.withLockedValue({ $0[id.hex] }) == identity { return file }
-        guard id.algorithm == .sha256 else { return file }
+        if verified.withLockedValue({ $0[id.hex] }) == identity { return (file, identity) }
+        guard id.algorithm == .sha256 else { return (file, identity) }
         let digest: [UInt8]
         do {
             digest = try await Self.sha256(of: file, length: length)
@@ -101,7 +102,7 @@ public final class DiskCache: Sendable {
             return nil
         }
         remember(id, identity)
-        return file
+        return (file, identity)
     }
 
     /// Whether the chunk is here with the right size (no hashing: a cheap presence check).

@@ -19,9 +19,9 @@ extension ProxyHTTPHandler: ResponseExchangeDelegate, OriginExchangeDelegate {
     func perform(_ plan: ResponsePlan, for request: SourceRequest, record: RequestRecord, context: ChannelHandlerContext) {
         switch plan {
         case .local(let reply):
-            var body = context.channel.allocator.buffer(capacity: reply.body.count)
-            body.writeBytes(reply.body)
-            respondLocally(status: reply.status, headers: reply.headers, body: body, record: record,
+            let headers = reply.replaysStoredResponse
+                ? HeaderRules.clientResponseHeaders(from: reply.headers, requestID: record.requestID) : reply.headers
+            respondLocally(status: reply.status, headers: headers, body: reply.body, record: record,
                            close: !record.keepAlive, context: context, headLength: reply.headLength)
         case .relay, .observedRelay:
             guard case .url(let scheme, let authority, let path) = request.target else {

@@ -22,15 +22,24 @@ public struct SourceRequest: Sendable {
 public struct LocalReply: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
-    public var body: [UInt8]
+    public var body: ByteBuffer
     /// For HEAD answers: the length of the body a GET would get (the Content-Length to send).
     public var headLength: Int?
+    /// A stored origin response replayed (a cache hit): its headers get what relayed responses
+    /// get (hop-by-hop fields removed, `Via`).
+    public var replaysStoredResponse: Bool
 
-    public init(status: HTTPResponseStatus, headers: HTTPHeaders, body: [UInt8], headLength: Int? = nil) {
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, headLength: Int? = nil,
+                replaysStoredResponse: Bool = false) {
         self.status = status
         self.headers = headers
         self.body = body
         self.headLength = headLength
+        self.replaysStoredResponse = replaysStoredResponse
+    }
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders, body: [UInt8], headLength: Int? = nil) {
+        self.init(status: status, headers: headers, body: ByteBuffer(bytes: body), headLength: headLength)
     }
 }
 

@@ -35,7 +35,7 @@ enum CacheDocument {
     }
 
     /// What a stored document holds for serving.
-    struct Entry {
+    struct Entry: Sendable {
         var stored: StoredResponse
         /// nil for entries without a body (redirects).
         var manifest: Manifest?

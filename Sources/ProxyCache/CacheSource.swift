@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import OriginConnections
+import Recency
 import StorageCore
 #if canImport(Glibc)
 import Glibc
@@ -39,6 +40,12 @@ public final class CacheSource: ResponseSource {
     let resolver: any PolicyResolver
     let settings: CacheSettings
     let logger: Logger
+    /// The metadata store's memory, when it has one: lookups of hot entries then never wait.
+    let memo: MemoizedMetadataStore?
+    /// Keys of recently requested URLs, and the vary keys of recent `Accept-Encoding` values:
+    /// parsing a URL, sorting its query and hashing it is most of a hot hit's cost otherwise.
+    private let keys = NIOLockedValueBox(LRUCache<String, CacheKey>(capacity: 4096))
+    private let encodingKeys = NIOLockedValueBox(LRUCache<String, String>(capacity: 64))
 
     public init(dataPlane: DataPlane, metadata: any MetadataStore, destinations: DestinationGuard,
                 resolver: any PolicyResolver = DefaultPolicyResolver(), settings: CacheSettings = CacheSettings(),
@@ -49,6 +56,7 @@ public final class CacheSource: ResponseSource {
         self.resolver = resolver
         self.settings = settings
         self.logger = logger
+        self.memo = metadata as? MemoizedMetadataStore
     }
 
     /// One request as the cache sees it, resolved once.
@@ -67,11 +75,7 @@ public final class CacheSource: ResponseSource {
         /// The key a download is shared under before its `Vary` is known: the URL's id plus the
         /// request's `Accept-Encoding`, so gzip and identity downloads never merge (the original's
         /// speculative key). Where it is stored is decided when the response arrives.
-        var downloadKey: String {
-            let encodings = headers[canonicalForm: "accept-encoding"].joined(separator: ", ")
-            guard !encodings.isEmpty else { return key.id }
-            return key.variantID(varyKey: CacheKey.varyKey("accept-encoding=" + encodings))
-        }
+        let downloadKey: String
 
         /// The id of the variant this request selects under `vary`, or nil for `Vary: *`.
         func variantID(vary: [String]) -> String? {
@@ -89,17 +93,42 @@ public final class CacheSource: ResponseSource {
             // Relayed; if it succeeds, what the cache holds for its target is invalid (§4.4).
             return .observedRelay(Invalidator(source: self, method: method, url: url))
         }
-        guard CacheDecisions.bypassReason(cacheRequest, policy: policy.policy) == nil, let key = CacheKey(url: url) else {
+        guard CacheDecisions.bypassReason(cacheRequest, policy: policy.policy) == nil, let key = cacheKey(url) else {
             return nil
         }
         var headers = request.head.headers
         HopByHop.remove(from: &headers)
         InternalHeaders.remove(from: &headers)
+        let encodings = headers[canonicalForm: "accept-encoding"].joined(separator: ", ")
+        let downloadKey = encodings.isEmpty ? key.id : key.variantID(varyKey: encodingVaryKey(encodings))
         let lookup = Lookup(url: url, host: authority.host, port: authority.port, key: key, request: cacheRequest,
-                            policy: policy, headers: headers, isHead: request.head.method == .HEAD, eventLoop: eventLoop)
+                            policy: policy, headers: headers, isHead: request.head.method == .HEAD, eventLoop: eventLoop,
+                            downloadKey: downloadKey)
+        // A hot entry is decided here, on the event loop, with no task and no hop; a fresh hit
+        // whose body memory holds is answered at once.
+        let known = remembered(lookup)
+        if let known {
+            let decided = decide(lookup, found: known.found, entry: known.entry, requestTime: Self.now())
+            if let plan = immediatePlan(decided, lookup: lookup, loaded: nil) { return plan }
+        }
         let promise = eventLoop.makePromise(of: ResponsePlan.self)
-        promise.completeWithTask { [self] in await answer(lookup) }
+        promise.completeWithTask { [self] in await answer(lookup, known: known?.found) }
         return .pending(promise.futureResult)
+    }
+
+    private func cacheKey(_ url: String) -> CacheKey? {
+        if let known = keys.withLockedValue({ $0.value(for: url, now: 0) }) { return known }
+        guard let key = CacheKey(url: url) else { return nil }
+        keys.withLockedValue { $0.insert(key, for: url, expires: .max) }
+        return key
+    }
+
+    /// The vary key of `accept-encoding=<encodings>` (a download's speculative variant).
+    func encodingVaryKey(_ encodings: String) -> String {
+        if let known = encodingKeys.withLockedValue({ $0.value(for: encodings, now: 0) }) { return known }
+        let key = CacheKey.varyKey("accept-encoding=" + encodings)
+        encodingKeys.withLockedValue { $0.insert(key, for: encodings, expires: .max) }
+        return key
     }
 
     static func now() -> Int64 {
@@ -110,45 +139,110 @@ public final class CacheSource: ResponseSource {
 
     // MARK: Deciding
 
-    private func answer(_ lookup: Lookup) async -> ResponsePlan {
-        let requestTime = Self.now()
-        let found: (id: String, document: MetadataFields?, varyIndex: Bool)
-        do {
-            found = try await find(lookup)
-        } catch {
-            // Fail open: without metadata the proxy still proxies.
-            logger.warning("cache lookup failed; relaying", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
-            return .relay
-        }
-        let entry = found.document.flatMap(CacheDocument.entry)
+    /// What one lookup found: the id serving would use, its document (nil: none usable), and
+    /// whether the URL has a vary index.
+    typealias Found = (id: String, document: MetadataFields?, varyIndex: Bool)
+
+    /// A lookup's entry, its freshness and the RFC 9111 decision, taken at `requestTime`.
+    struct Decided {
+        let found: Found
+        let entry: CacheDocument.Entry?
+        let freshness: Freshness?
+        let decision: CacheDecision
+        let requestTime: Int64
+    }
+
+    /// `entry`: the found document already decoded, when it is.
+    func decide(_ lookup: Lookup, found: Found, entry decoded: CacheDocument.Entry?? = nil, requestTime: Int64) -> Decided {
+        let entry = decoded ?? found.document.flatMap(CacheDocument.entry)
         let freshness = entry.map { Freshness.of($0.stored, now: requestTime, heuristicLimit: settings.heuristicLimit) }
         let decision = CacheDecisions.decide(lookup.request, policy: lookup.policy.policy,
                                              entry: entry.map { ($0.stored, freshness!) })
+        return Decided(found: found, entry: entry, freshness: freshness, decision: decision, requestTime: requestTime)
+    }
+
+    /// The answers that need no waiting: relays, 504s, HEAD and client conditionals from
+    /// metadata, and fresh hits whose whole body is in memory (`loaded`, or the data plane's
+    /// memory). nil when the data plane must be asked.
+    private func immediatePlan(_ decided: Decided, lookup: Lookup, loaded: ByteBuffer?) -> ResponsePlan? {
+        let (entry, freshness) = (decided.entry, decided.freshness)
         if lookup.isHead {
             // HEAD is answered from a fresh entry's metadata, with its real length; otherwise the
             // origin answers it.
-            if case .gatewayTimeout = decision { return .local(Self.notCached(entry: entry != nil)) }
-            guard case .hit = decision, let entry, let freshness else { return .relay }
+            if case .gatewayTimeout = decided.decision { return .local(Self.notCached(entry: entry != nil)) }
+            guard case .hit = decided.decision, let entry, let freshness else { return .relay }
             return .local(localAnswer(entry, freshness: freshness, status: CacheStatus(hit: true, ttl: freshness.remaining),
                                       request: lookup))
         }
-        switch decision {
+        switch decided.decision {
         case .bypass:
             return .relay
         case .gatewayTimeout:
             return .local(Self.notCached(entry: entry != nil))
         case .hit(let kind):
             guard let entry, let freshness else { return .relay }
-            let status = CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age,
-                                     detail: kind == .staleAllowed ? "max-stale" : nil)
-            return await serveStored(entry, id: found.id, freshness: freshness, status: status, lookup: lookup, validators: nil)
+            let status = Self.hitStatus(kind, freshness: freshness)
+            if entry.manifest == nil || ClientConditionals.notModified(lookup.headers, stored: entry.stored.headers) {
+                return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
+            }
+            guard let manifest = entry.manifest,
+                  ClientConditionals.range(lookup.headers, stored: entry.stored.headers) == nil,
+                  let body = loaded ?? dataPlane.bodyInMemory(manifest) else { return nil }
+            if loaded == nil { dataPlane.countMemoryHit(bytes: body.readableBytes) }
+            return .local(storedReply(entry, body: body, freshness: freshness, status: status))
+        default:
+            return nil
+        }
+    }
+
+    static func hitStatus(_ kind: CacheDecision.HitKind, freshness: Freshness) -> CacheStatus {
+        CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age, detail: kind == .staleAllowed ? "max-stale" : nil)
+    }
+
+    private func answer(_ lookup: Lookup, known: Found?) async -> ResponsePlan {
+        let requestTime = Self.now()
+        let found: Found
+        if let known {
+            found = known
+        } else {
+            do {
+                found = try await find(lookup)
+            } catch {
+                // Fail open: without metadata the proxy still proxies.
+                logger.warning("cache lookup failed; relaying", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
+                return .relay
+            }
+        }
+        let decided = decide(lookup, found: found, requestTime: requestTime)
+        if let plan = immediatePlan(decided, lookup: lookup, loaded: nil) { return plan }
+        guard let entry = decided.entry, let freshness = decided.freshness else {
+            switch decided.decision {
+            case .miss:
+                return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,
+                                   variant: found.varyIndex ? found.id : nil)
+            case .refetch(let reason):
+                return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime,
+                                   variant: found.varyIndex ? found.id : nil)
+            default:
+                return .relay
+            }
+        }
+        switch decided.decision {
+        case .bypass, .gatewayTimeout:
+            return .relay   // answered by immediatePlan
+        case .hit(let kind):
+            if let manifest = entry.manifest, ClientConditionals.range(lookup.headers, stored: entry.stored.headers) == nil,
+               let body = await dataPlane.loadIntoMemory(manifest),
+               let plan = immediatePlan(decided, lookup: lookup, loaded: body) {
+                return plan
+            }
+            return await serveStored(entry, id: found.id, freshness: freshness, status: Self.hitStatus(kind, freshness: freshness),
+                                     lookup: lookup, validators: nil)
         case .staleWhileRevalidate:
-            guard let entry, let freshness else { return .relay }
             let status = CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age, detail: "stale-while-revalidate")
             return await serveStored(entry, id: found.id, freshness: freshness, status: status, lookup: lookup,
                                      validators: Validators(entry.stored.headers), background: true)
         case .revalidate(let validators, let staleIfError, let reason):
-            guard let entry, let freshness else { return .relay }
             return await revalidate(entry, id: found.id, freshness: freshness, validators: validators,
                                     staleIfError: staleIfError, reason: reason, lookup: lookup, requestTime: requestTime)
         case .miss:
@@ -175,26 +269,65 @@ public final class CacheSource: ResponseSource {
         headers.contains(name: "if-range") ? nil : headers.first(name: "range")
     }
 
-    /// One round trip for the vary index, the plain entry and the speculative variant; a second
-    /// only when the vary index selects a variant not fetched yet.
-    /// An entry stored no later than an invalidation of its URL (`invalidated_at`, on the URL's
-    /// document or its vary index) counts as absent.
-    private func find(_ lookup: Lookup) async throws -> (id: String, document: MetadataFields?, varyIndex: Bool) {
-        let ids = Array(Set([lookup.key.varyIndexID, lookup.key.id, lookup.downloadKey]))
-        let documents = try await metadata.get(ids)
+    /// The documents one lookup reads: the vary index, the plain entry and the speculative variant.
+    static func lookupIDs(_ lookup: Lookup) -> [String] {
+        lookup.downloadKey == lookup.key.id ? [lookup.key.varyIndexID, lookup.key.id]
+            : [lookup.key.varyIndexID, lookup.key.id, lookup.downloadKey]
+    }
+
+    /// What `documents` (the lookup's ids) say, or the variant the vary index selects when they
+    /// do not hold it. An entry stored no later than an invalidation of its URL
+    /// (`invalidated_at`, on the URL's document or its vary index) counts as absent.
+    static func select(_ documents: [String: MetadataFields], lookup: Lookup)
+        -> (found: Found?, missingVariant: String?, invalidatedAt: Int64?) {
         let invalidatedAt = [documents[lookup.key.id], documents[lookup.key.varyIndexID]]
             .compactMap { $0?["invalidated_at"]?.intValue }.max()
-        func valid(_ document: MetadataFields?) -> MetadataFields? {
-            guard let document, let invalidatedAt else { return document }
-            let storedAt = document["stored_at"]?.stringValue.flatMap(Timestamps.parseISO8601) ?? 0
-            return storedAt > invalidatedAt ? document : nil
-        }
         guard let vary = documents[lookup.key.varyIndexID]?["vary"]?.stringValue else {
-            return (lookup.key.id, valid(documents[lookup.key.id]), false)
+            return ((lookup.key.id, valid(documents[lookup.key.id], invalidatedAt: invalidatedAt), false), nil, invalidatedAt)
         }
-        guard let variant = lookup.variantID(vary: [vary]) else { return (lookup.key.id, nil, true) }
-        if let document = documents[variant] { return (variant, valid(document), true) }
-        return (variant, valid(try await metadata.get([variant])[variant]), true)
+        guard let variant = lookup.variantID(vary: [vary]) else { return ((lookup.key.id, nil, true), nil, invalidatedAt) }
+        if let document = documents[variant] {
+            return ((variant, valid(document, invalidatedAt: invalidatedAt), true), nil, invalidatedAt)
+        }
+        return (nil, variant, invalidatedAt)
+    }
+
+    static func valid(_ document: MetadataFields?, invalidatedAt: Int64?) -> MetadataFields? {
+        guard let document, let invalidatedAt else { return document }
+        let storedAt = document["stored_at"]?.stringValue.flatMap(Timestamps.parseISO8601) ?? 0
+        return storedAt > invalidatedAt ? document : nil
+    }
+
+    /// One round trip for the lookup's ids; a second only when the vary index selects a variant
+    /// not fetched yet.
+    private func find(_ lookup: Lookup) async throws -> Found {
+        let selection = Self.select(try await metadata.get(Self.lookupIDs(lookup)), lookup: lookup)
+        if let found = selection.found { return found }
+        let variant = selection.missingVariant!
+        return (variant, Self.valid(try await metadata.get([variant])[variant], invalidatedAt: selection.invalidatedAt), true)
+    }
+
+    /// A document decoded for serving, kept beside it in the metadata memo.
+    struct DecodedEntry: Sendable {
+        let entry: CacheDocument.Entry?
+    }
+
+    static func decode(_ document: MetadataFields?) -> DecodedEntry {
+        DecodedEntry(entry: document.flatMap(CacheDocument.entry))
+    }
+
+    /// The lookup from the metadata store's memory alone, with the entry already decoded, or nil
+    /// when it would have to wait.
+    private func remembered(_ lookup: Lookup) -> (found: Found, entry: CacheDocument.Entry?)? {
+        guard let memo, let known = memo.peek(Self.lookupIDs(lookup), deriving: Self.decode) else { return nil }
+        let selection = Self.select(known.compactMapValues { $0.document }, lookup: lookup)
+        if let found = selection.found {
+            return (found, found.document == nil ? nil : known[found.id]?.derived.entry)
+        }
+        let variant = selection.missingVariant!
+        guard let more = memo.peek([variant], deriving: Self.decode) else { return nil }
+        let document = Self.valid(more[variant]?.document ?? nil, invalidatedAt: selection.invalidatedAt)
+        return ((variant, document, true), document == nil ? nil : more[variant]?.derived.entry)
     }
 
     /// Marks what the cache holds for `urls` invalid: entries stored before now are not served again.
@@ -409,7 +542,20 @@ public final class CacheSource: ResponseSource {
         headers.add(name: "Cache-Status", value: status.fieldValue)
         // HEAD and 304 carry the length a 200 would have (RFC 9110 §8.6), never a made-up 0.
         let length = entry.manifest == nil ? 0 : entry.contentSize.map { Int($0) }
-        return LocalReply(status: code, headers: headers, body: [], headLength: length)
+        return LocalReply(status: code, headers: headers, body: ByteBuffer(), headLength: length, replaysStoredResponse: true)
+    }
+
+    /// A fresh hit whose whole body is in memory: the stored headers, its length, `Age` and
+    /// `Cache-Status`.
+    private func storedReply(_ entry: CacheDocument.Entry, body: ByteBuffer, freshness: Freshness,
+                             status: CacheStatus) -> LocalReply {
+        var headers = entry.stored.headers
+        for name in ["content-length", "content-range", "transfer-encoding", "accept-ranges"] { headers.remove(name: name) }
+        headers.add(name: "Accept-Ranges", value: "bytes")
+        headers.replaceOrAdd(name: "Age", value: String(freshness.age))
+        headers.add(name: "Cache-Status", value: status.fieldValue)
+        return LocalReply(status: HTTPResponseStatus(statusCode: entry.stored.status), headers: headers, body: body,
+                          replaysStoredResponse: true)
     }
 
     /// A stored entry's body from the data plane: the stored headers, the data plane's framing,

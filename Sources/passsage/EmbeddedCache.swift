@@ -13,33 +13,54 @@ import StorageSetup
 /// The embedded default: the data plane in-process over a local object directory and SQLite under
 /// `--data-dir`, and the cache source that uses it.
 struct EmbeddedCache: Sendable {
+    /// The cache's size settings (`--cache-size`, watermarks, `--memory-cache-*`).
+    struct Options: Sendable {
+        /// nil: the watermarks apply to the file system.
+        var capacityBytes: Int64? = 10 << 30
+        var lowWatermark = 85
+        var highWatermark = 95
+        var memoryBytes = 64 << 20
+        var memoryObjectLimit = 256 << 10
+    }
+
     let storage: StorageSetup
     let metadata: any MetadataStore
     let dataPlane: DataPlane
 
     /// Upstream trust and timeouts follow the proxy's, so a URL fetches the same way through the
     /// cache as through the relay.
-    static func open(dataDirectory: String, proxy: ProxyConfiguration, logger: Logger) async throws -> EmbeddedCache {
+    static func open(dataDirectory: String, options cache: Options, proxy: ProxyConfiguration,
+                     logger: Logger) async throws -> EmbeddedCache {
         var options = StorageOptions()
         options.dataDirectory = dataDirectory
         options.dataPrefix = "data/"
+        options.embeddedEviction = true
+        options.embeddedCapacityBytes = cache.capacityBytes
+        options.lowWatermark = cache.lowWatermark
+        options.highWatermark = cache.highWatermark
         let storage = try await StorageSetup.open(options, logger: logger)
-        guard let stores = storage.stores, let staging = stores.diskCache?.stagingDirectory else {
+        guard var stores = storage.stores, let staging = stores.diskCache?.stagingDirectory else {
             await storage.close()
             throw UsageError("--data-dir \(dataDirectory): no local object directory")
         }
+        // passsage is the only writer of its SQLite file, and every write goes through the memo:
+        // hot entries are looked up without a query.
+        let metadata = MemoizedMetadataStore(stores.metadata)
+        stores.metadata = metadata
         // Chunk files are written next to the objects they become, so storing one is a rename.
-        let configuration = DataPlaneConfiguration(
+        var configuration = DataPlaneConfiguration(
             download: DownloadSettings(temporaryDirectory: staging),
             upstreamTLSSkipVerify: proxy.upstreamTLSSkipVerify,
             upstreamConnectTimeout: Duration(proxy.upstreamConnectTimeout),
             upstreamReadTimeout: proxy.upstreamReadTimeout.map { Duration($0) },
             upstreamCAFile: proxy.upstreamCAFile)
+        configuration.memoryCacheBytes = cache.memoryBytes
+        configuration.memoryCacheObjectLimit = cache.memoryObjectLimit
         let dataPlane = DataPlane(configuration: configuration, storage: stores,
                                   eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
                                   logger: Logger(label: "passsage.cache"))
         logger.notice("cache: embedded, \(storage.description)")
-        return EmbeddedCache(storage: storage, metadata: stores.metadata, dataPlane: dataPlane)
+        return EmbeddedCache(storage: storage, metadata: metadata, dataPlane: dataPlane)
     }
 
     func source(destinations: DestinationGuard) -> any ResponseSource {

@@ -83,6 +83,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Where the embedded cache keeps objects and its SQLite metadata. [PASSSAGE_DATA_DIR, default ~/.passsage]")
     var dataDirectory: String?
 
+    @Option(help: "Bytes of cached objects kept under --data-dir; past the high watermark of it the least recently used are evicted. 0: the watermarks apply to the file system instead. [PASSSAGE_CACHE_SIZE, default 10GiB]")
+    var cacheSize: ByteSizeValue?
+
+    @Option(help: "Eviction stops below this usage of --cache-size, in percent. [PASSSAGE_CACHE_LOW_WATERMARK, default 85]")
+    var cacheLowWatermark: Int?
+
+    @Option(help: "Eviction starts at this usage of --cache-size, in percent. [PASSSAGE_CACHE_HIGH_WATERMARK, default 95]")
+    var cacheHighWatermark: Int?
+
+    @Option(help: "Bytes of small cached bodies also held in memory, so hot ones are answered without disk reads; 0 disables. [PASSSAGE_MEMORY_CACHE_SIZE, default 64MiB]")
+    var memoryCacheSize: ByteSizeValue?
+
+    @Option(help: "Largest body held in memory. [PASSSAGE_MEMORY_CACHE_MAX_OBJECT, default 256KiB]")
+    var memoryCacheMaxObject: ByteSizeValue?
+
     @Flag(name: .customLong("no-cache"), help: "Run as a plain forward proxy: nothing is cached. [PASSSAGE_NO_CACHE]")
     var noCache = false
 
@@ -113,7 +128,8 @@ struct ServeCommand: AsyncParsableCommand {
         let leaves = try LeafCertificateCache(authority: authority)
         var embedded: EmbeddedCache?
         if let dataDirectory = settings.dataDirectory {
-            embedded = try await EmbeddedCache.open(dataDirectory: dataDirectory, proxy: configuration, logger: logger)
+            embedded = try await EmbeddedCache.open(dataDirectory: dataDirectory, options: settings.cache, proxy: configuration,
+                                                    logger: logger)
         }
         var cacheSource: (@Sendable (DestinationGuard) -> any ResponseSource)?
         if let embedded {
@@ -156,6 +172,7 @@ struct Settings {
     var caDirectory: String
     /// nil: no cache (`--no-cache`).
     var dataDirectory: String?
+    var cache = EmbeddedCache.Options()
     var verbose: Bool
 
     init(command c: ServeCommand, environment: [String: String]) throws {
@@ -231,6 +248,16 @@ struct Settings {
             if directory.hasPrefix("~/") { directory = home + directory.dropFirst() }
             guard !directory.isEmpty else { throw UsageError("invalid value '' for --data-dir: must not be empty") }
             dataDirectory = directory
+            let size = try env.value(c.cacheSize, "PASSSAGE_CACHE_SIZE", option: "--cache-size")?.bytes ?? 10 << 30
+            cache.capacityBytes = size > 0 ? size : nil
+            cache.lowWatermark = try env.value(c.cacheLowWatermark, "PASSSAGE_CACHE_LOW_WATERMARK", option: "--cache-low-watermark") ?? 85
+            cache.highWatermark = try env.value(c.cacheHighWatermark, "PASSSAGE_CACHE_HIGH_WATERMARK", option: "--cache-high-watermark") ?? 95
+            try StorageOptions.checkWatermarks(low: cache.lowWatermark, high: cache.highWatermark,
+                                               lowOption: "--cache-low-watermark", highOption: "--cache-high-watermark")
+            let memory = try env.value(c.memoryCacheSize, "PASSSAGE_MEMORY_CACHE_SIZE", option: "--memory-cache-size")?.bytes
+            cache.memoryBytes = Int(min(memory ?? 64 << 20, 1 << 40))
+            let largest = try env.value(c.memoryCacheMaxObject, "PASSSAGE_MEMORY_CACHE_MAX_OBJECT", option: "--memory-cache-max-object")?.bytes
+            cache.memoryObjectLimit = Int(min(largest ?? 256 << 10, 1 << 40))
         }
         verbose = try env.flag(c.verbose, "PASSSAGE_VERBOSE", option: "--verbose")
     }

@@ -57,4 +57,12 @@ struct KeyAndStatusTests {
         #expect(CacheStatus(hit: true, detail: "stale-if-error").fieldValue == "passsage;hit;detail=stale-if-error")
         #expect(CacheStatus(forward: .bypass, detail: "no store").fieldValue == #"passsage;fwd=bypass;detail="no store""#)
     }
+
+    @Test("the plain hit's shortcut writes exactly what the serializer writes")
+    func plainHitShortcut() {
+        for ttl: Int64? in [nil, 0, 1, -7, 3600, 999_999_999_999_999, 1_000_000_000_000_000, Int64.max, Int64.min] {
+            let status = CacheStatus(hit: true, ttl: ttl)
+            #expect(status.fieldValue == status.serializedFieldValue, "ttl \(String(describing: ttl))")
+        }
+    }
 }

@@ -47,7 +47,7 @@ struct CacheLogicTests {
 
     final class Fill: Sendable {}
 
-    @Test func theInFlightTableHasNoPlaceholderWindow() {
+    @Test(.bug(id: 12, "xs3lerator-behaviour.md §13")) func theInFlightTableHasNoPlaceholderWindow() {
         // Bug 12: between the first request's check and its registration a second one could
         // join an empty placeholder. Here the key is claimed first and joiners wait for it.
         var table = InFlightTable<Fill>()

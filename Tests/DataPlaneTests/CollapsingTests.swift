@@ -7,7 +7,7 @@ import Testing
 
 @Suite("Data plane: request collapsing")
 struct CollapsingTests {
-    @Test func concurrentRequestsShareOneDownloadEachWithItsOwnRange() async throws {
+    @Test(.bug(id: 12, "xs3lerator-behaviour.md §13"), .bug(id: 13, "xs3lerator-behaviour.md §13")) func concurrentRequestsShareOneDownloadEachWithItsOwnRange() async throws {
         try await DataPlaneFixture.with { fixture in
             let size: Int64 = 24 << 20
             // Slow enough that every request arrives while the download is in flight.
@@ -79,7 +79,7 @@ struct CollapsingTests {
         }
     }
 
-    @Test func joinersOfAFailedDownloadNeverSeeAWholeBody() async throws {
+    @Test(.bug(id: 2, "xs3lerator-behaviour.md §13")) func joinersOfAFailedDownloadNeverSeeAWholeBody() async throws {
         try await DataPlaneFixture.with { fixture in
             let size: Int64 = 8 << 20
             // No ranges, and the only stream drops half-way: the download fails for everyone.

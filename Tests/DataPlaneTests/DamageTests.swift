@@ -8,7 +8,7 @@ import Testing
 
 @Suite("Data plane: failures and damaged chunks")
 struct DamageTests {
-    @Test func refusedUploadsServeTheClientButWriteNoManifest() async throws {
+    @Test(.bug(id: 7, "xs3lerator-behaviour.md §13")) func refusedUploadsServeTheClientButWriteNoManifest() async throws {
         // Bug 7: a failed upload still committed, so the manifest named a missing chunk.
         try await DataPlaneFixture.with(separateDiskCache: true, wrapObjects: { RefusingUploads(base: $0) }) { fixture in
             let size: Int64 = 5 << 20 + 3
@@ -22,7 +22,7 @@ struct DamageTests {
         }
     }
 
-    @Test func originDroppingMidDownloadLeavesNoManifest() async throws {
+    @Test(.bug(id: 2, "xs3lerator-behaviour.md §13")) func originDroppingMidDownloadLeavesNoManifest() async throws {
         try await DataPlaneFixture.with { fixture in
             let size: Int64 = 4 << 20
             let answer = await fixture.get("/object/\(size)?ranges=none&drop=\(size / 3)", key: "k/drop")
@@ -32,7 +32,7 @@ struct DamageTests {
         }
     }
 
-    @Test func aDamagedFirstChunkFoundBeforeTheHeadersIsRefetchedAndRepaired() async throws {
+    @Test(.bug(id: 5, "xs3lerator-behaviour.md §13"), .bug(id: 6, "xs3lerator-behaviour.md §13")) func aDamagedFirstChunkFoundBeforeTheHeadersIsRefetchedAndRepaired() async throws {
         try await DataPlaneFixture.with(separateDiskCache: true) { fixture in
             let size: Int64 = 4 << 20 + 100
             let path = "/object/\(size)"
@@ -63,7 +63,7 @@ struct DamageTests {
         }
     }
 
-    @Test func aMissingLaterChunkIsFoundBeforeTheHeaders() async throws {
+    @Test(.bug(id: 9, "xs3lerator-behaviour.md §13")) func aMissingLaterChunkIsFoundBeforeTheHeaders() async throws {
         // Bug 9: a missing chunk truncated a body that had already been promised.
         try await DataPlaneFixture.with(separateDiskCache: true) { fixture in
             let size: Int64 = 6 << 20
@@ -81,7 +81,7 @@ struct DamageTests {
         }
     }
 
-    @Test func corruptionFoundMidStreamAbortsInsteadOfSendingWrongBytes() async throws {
+    @Test(.bug(id: 5, "xs3lerator-behaviour.md §13"), .bug(id: 6, "xs3lerator-behaviour.md §13")) func corruptionFoundMidStreamAbortsInsteadOfSendingWrongBytes() async throws {
         try await DataPlaneFixture.with(separateDiskCache: true, hitReadAhead: 1) { fixture in
             let size: Int64 = 6 << 20
             let path = "/object/\(size)"
@@ -101,6 +101,36 @@ struct DamageTests {
             try await waitUntil(timeout: 10, "the damaged manifest to be cleared") {
                 try await fixture.manifest("k/midstream") == nil
             }
+        }
+    }
+
+    @Test("a chunk file changed on disk after a hit verified it (and opened it ahead) is never sent as the chunk: the body fails")
+    func aChunkChangedAfterItWasVerifiedIsNotSent() async throws {
+        try await DataPlaneFixture.with(hitReadAhead: 4) { fixture in
+            let size: Int64 = 6 << 20
+            let path = "/object/\(size)"
+            _ = await fixture.get(path, key: "k/tampered")
+            let manifest = try await fixture.waitForManifest("k/tampered")
+            let response = await fixture.dataPlane.serve(fixture.request(path, key: "k/tampered"))
+            #expect(response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true")
+            var iterator = response.body.makeAsyncIterator()
+            var received = 0
+            // The first chunk streams; the ones after it are opened (and checked) meanwhile.
+            while received < DataPlaneFixture.chunkSize, let piece = try await iterator.next() { received += piece.readableBytes }
+            for victim in manifest.chunks[1...2] {
+                let handle = try #require(FileHandle(forWritingAtPath: fixture.diskPath(victim)))
+                try handle.seek(toOffset: 100)
+                try handle.write(contentsOf: Data([1, 2, 3]))
+                try handle.close()
+            }
+            var failure: (any Error)?
+            do {
+                while let piece = try await iterator.next() { received += piece.readableBytes }
+            } catch {
+                failure = error
+            }
+            #expect(failure != nil, "the body throws: the connection is aborted")
+            #expect(Int64(received) == DataPlaneFixture.chunkSize, "nothing of the changed chunks went out")
         }
     }
 }

@@ -56,6 +56,9 @@ final class DataPlaneFixture: Sendable {
         var temporaryDirectory: String?
         var hitReadAhead = 4
         var checkInterval: Duration = .seconds(10)
+        /// Bytes of small bodies held in memory (0: none), and the largest held.
+        var memoryCacheBytes = 0
+        var memoryCacheObjectLimit = 256 << 10
     }
 
     static func start(separateDiskCache: Bool = false, hitReadAhead: Int = 4,
@@ -81,10 +84,12 @@ final class DataPlaneFixture: Sendable {
         let storage = DataPlaneStorage(objects: wrapObjects(local), layout: layout, metadata: metadata, diskCache: diskCache)
         var logger = Logger(label: "data-plane-test")
         logger.logLevel = .warning
-        let dataPlane = DataPlane(configuration: DataPlaneConfiguration(download: settings, upstreamConnectTimeout: .seconds(2),
-                                                                        upstreamReadTimeout: .seconds(10), hitReadAhead: hitReadAhead,
-                                                                        linkWaitTimeout: .seconds(20),
-                                                                        diskCacheCheckInterval: options.checkInterval),
+        var configuration = DataPlaneConfiguration(download: settings, upstreamConnectTimeout: .seconds(2),
+                                                   upstreamReadTimeout: .seconds(10), hitReadAhead: hitReadAhead,
+                                                   linkWaitTimeout: .seconds(20), diskCacheCheckInterval: options.checkInterval)
+        configuration.memoryCacheBytes = options.memoryCacheBytes
+        configuration.memoryCacheObjectLimit = options.memoryCacheObjectLimit
+        let dataPlane = DataPlane(configuration: configuration,
                                   storage: storage, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
         return DataPlaneFixture(origin: origin, directory: directory, objects: storage.objects, objectRoot: objectRoot, layout: layout,
                                 metadata: metadata, diskCache: diskCache, dataPlane: dataPlane)

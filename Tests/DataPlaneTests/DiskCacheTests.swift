@@ -51,7 +51,7 @@ let canMount: Bool = {
 
 @Suite("Data plane: disk cache", .serialized)
 struct DiskCacheTests {
-    @Test func startUpRemovesStagingFilesACrashLeftBehind() throws {
+    @Test(.bug(id: 33, "xs3lerator-behaviour.md §13")) func startUpRemovesStagingFilesACrashLeftBehind() throws {
         // Bug 33: the original never cleaned its staging directory.
         let root = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -61,7 +61,7 @@ struct DiskCacheTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: cache.stagingDirectory).isEmpty)
     }
 
-    @Test(.enabled(if: canMount, "needs to mount a tmpfs"))
+    @Test(.bug(id: 33, "xs3lerator-behaviour.md §13"), .enabled(if: canMount, "needs to mount a tmpfs"))
     func evictionKeepsUsageBetweenTheWatermarksLeastRecentlyUsedFirst() async throws {
         let small = try #require(try SmallFileSystem.mount(megabytes: 40))
         defer { small.unmount() }
@@ -108,7 +108,7 @@ struct DiskCacheTests {
         }
     }
 
-    @Test(.enabled(if: canMount, "needs to mount a tmpfs"))
+    @Test(.bug(id: 29, "xs3lerator-behaviour.md §13"), .enabled(if: canMount, "needs to mount a tmpfs"))
     func aFullDiskServesInDegradedModeUntilSpaceReturns() async throws {
         let small = try #require(try SmallFileSystem.mount(megabytes: 24))
         defer { small.unmount() }

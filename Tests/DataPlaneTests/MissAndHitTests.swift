@@ -59,7 +59,7 @@ struct MissAndHitTests {
         }
     }
 
-    @Test func hitsAnswerEveryRangeAndRefuseUnsatisfiableOnesWithoutUpstream() async throws {
+    @Test(.bug(id: 22, "xs3lerator-behaviour.md §13")) func hitsAnswerEveryRangeAndRefuseUnsatisfiableOnesWithoutUpstream() async throws {
         try await DataPlaneFixture.with { fixture in
             let size: Int64 = 5 << 20 + 7
             let path = "/object/\(size)"
@@ -84,7 +84,7 @@ struct MissAndHitTests {
         }
     }
 
-    @Test func zeroLengthBodiesCacheAndHit() async throws {
+    @Test(.bug(id: 11, "xs3lerator-behaviour.md §13")) func zeroLengthBodiesCacheAndHit() async throws {
         // Bug 11: an empty body never finished and stuck its key.
         try await DataPlaneFixture.with { fixture in
             let miss = await fixture.get("/object/0", key: "k/empty")
@@ -99,7 +99,7 @@ struct MissAndHitTests {
         }
     }
 
-    @Test func onlyWhole200sAreStored() async throws {
+    @Test(.bug(id: 8, "xs3lerator-behaviour.md §13"), .bug(id: 28, "xs3lerator-behaviour.md §13"), .bug(id: 32, "xs3lerator-behaviour.md §13")) func onlyWhole200sAreStored() async throws {
         // Bug 28: other 2xx were cached as full bodies. Errors and redirects pass through uncached.
         try await DataPlaneFixture.with { fixture in
             for (path, status) in [("/status/404", 404), ("/status/204", 204), ("/status/206?body=partial", 206), ("/redirect/1/small", 302)] {

@@ -9,7 +9,7 @@ import Testing
 struct RevalidationTests {
     static let lastModified = "Sat, 21 Nov 2026 00:00:00 GMT"
 
-    @Test(arguments: ["etag", "lm"])
+    @Test(.bug(id: 23, "xs3lerator-behaviour.md §13"), arguments: ["etag", "lm"])
     func entriesWithOneValidatorRevalidateWith304(validators: String) async throws {
         // Bug 23: a Last-Modified-only entry never revalidated.
         try await DataPlaneFixture.with { fixture in
@@ -118,7 +118,7 @@ struct RevalidationTests {
         }
     }
 
-    @Test func backgroundRevalidationWithNothingCachedFetchesNow() async throws {
+    @Test(.bug(id: 24, "xs3lerator-behaviour.md §13")) func backgroundRevalidationWithNothingCachedFetchesNow() async throws {
         // Bug 24: the original answered 404 or 500.
         try await DataPlaneFixture.with { fixture in
             let answer = await fixture.get("/object/5000", key: "k/nothing") {
@@ -131,7 +131,7 @@ struct RevalidationTests {
         }
     }
 
-    @Test func anAliasSharesChunksAndSurvivesARefreshOfItsSource() async throws {
+    @Test(.bug(id: 16, "xs3lerator-behaviour.md §13"), .bug(id: 17, "xs3lerator-behaviour.md §13"), .bug(id: 18, "xs3lerator-behaviour.md §13"), .bug(id: 19, "xs3lerator-behaviour.md §13")) func anAliasSharesChunksAndSurvivesARefreshOfItsSource() async throws {
         // Bug 17: refreshing the source deleted chunks the alias still used.
         try await DataPlaneFixture.with(separateDiskCache: true) { fixture in
             let size: Int64 = 3 << 20

@@ -7,6 +7,8 @@ import TestSupport
 enum MetadataBackend: String, CaseIterable, Sendable {
     case sqlite
     case elasticsearch
+    /// SQLite behind passsage's in-memory memo: it must keep the same contract.
+    case memoizedSQLite
 }
 
 /// Retries that do not slow the tests down. The time budget is generous so that the number of
@@ -24,6 +26,8 @@ func withMetadataStore(_ backend: MetadataBackend, _ body: (any MetadataStore) a
         try await withTeardown({ try await body(store) }) { try? await store.close() }
     case .elasticsearch:
         try await withFakeElasticsearch { fake, store in try await body(store) }
+    case .memoizedSQLite:
+        try await withMetadataStore(.sqlite) { store in try await body(MemoizedMetadataStore(store)) }
     }
 }
 

@@ -47,9 +47,9 @@ struct Fixture {
 extension Fixture {
     /// A caching proxy (over a fresh data directory) in front of the TLS origin, for `body`; torn
     /// down whatever `body` does. `body` gets the fixture and the data directory.
-    static func withCachingProxy(_ body: (Fixture, String) async throws -> Void) async throws {
+    static func withCachingProxy(arguments: [String] = [], _ body: (Fixture, String) async throws -> Void) async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory])
+        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory] + arguments)
         try await withTeardown {
             try await body(fixture, dataDirectory)
         } teardown: {

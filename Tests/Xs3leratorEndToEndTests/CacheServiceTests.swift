@@ -256,7 +256,7 @@ struct CacheServiceTests {
         }) { await moto.stop() }
     }
 
-    @Test func s3RefusingUploadsServesTheClientAndWritesNoManifest() async throws {
+    @Test(.bug(id: 7, "xs3lerator-behaviour.md §13")) func s3RefusingUploadsServesTheClientAndWritesNoManifest() async throws {
         let moto = try await MotoServer.start()
         try await withTeardown({
             try await CachingXs3.with(["--s3-bucket", moto.bucket, "--s3-endpoint", moto.endpoint],
@@ -291,7 +291,7 @@ struct CacheServiceTests {
         }
     }
 
-    @Test func sweepListsExactlyTheUnreferencedChunksAndDeletesThemOnlyWhenAsked() async throws {
+    @Test(.bug(id: 16, "xs3lerator-behaviour.md §13"), .bug(id: 17, "xs3lerator-behaviour.md §13"), .bug(id: 18, "xs3lerator-behaviour.md §13"), .bug(id: 19, "xs3lerator-behaviour.md §13")) func sweepListsExactlyTheUnreferencedChunksAndDeletesThemOnlyWhenAsked() async throws {
         try await CachingXs3.with([]) { fixture in
             let size: Int64 = 10 << 20
             for (key, seed) in [("k/kept", 1), ("k/refreshed", 2)] {
