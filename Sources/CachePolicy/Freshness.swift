@@ -5,7 +5,9 @@ import NIOHTTP1
 public struct StoredResponse: Sendable, Equatable {
     public var status: Int
     /// The origin's headers as stored (`Storability.headersToStore`).
-    public var headers: HTTPHeaders
+    public let headers: HTTPHeaders
+    /// Their Cache-Control, parsed once (every decision on a hit reads it).
+    public let cacheControl: CacheControl
     /// When the response was received (`stored_at`; refreshed by a successful revalidation).
     public var responseTime: Int64
     /// Its age when received (`corrected_initial_age`, §4.2.3), kept with the entry.
@@ -14,11 +16,10 @@ public struct StoredResponse: Sendable, Equatable {
     public init(status: Int, headers: HTTPHeaders, responseTime: Int64, initialAge: Int64) {
         self.status = status
         self.headers = headers
+        self.cacheControl = CacheControl(headers)
         self.responseTime = responseTime
         self.initialAge = initialAge
     }
-
-    public var cacheControl: CacheControl { CacheControl(headers) }
 
     /// §4.2.3 at reception: the larger of the apparent age (`response_time - Date`) and the `Age`
     /// the upstream claimed plus the time the request took.
@@ -72,14 +73,14 @@ public struct Freshness: Sendable, Equatable {
     /// received (the original measured from now, so its lifetimes grew without bound), and at most
     /// `heuristicLimit` seconds.
     public static func of(_ stored: StoredResponse, now: Int64, heuristicLimit: Int64) -> Freshness {
-        let (lifetime, source) = lifetime(status: stored.status, headers: stored.headers, responseTime: stored.responseTime,
-                                          heuristicLimit: heuristicLimit)
+        let (lifetime, source) = lifetime(status: stored.status, headers: stored.headers, cacheControl: stored.cacheControl,
+                                          responseTime: stored.responseTime, heuristicLimit: heuristicLimit)
         return Freshness(lifetime: lifetime, source: source, age: stored.currentAge(now: now))
     }
 
-    public static func lifetime(status: Int, headers: HTTPHeaders, responseTime: Int64,
+    /// `cacheControl`: `headers`' Cache-Control, parsed.
+    public static func lifetime(status: Int, headers: HTTPHeaders, cacheControl: CacheControl, responseTime: Int64,
                                 heuristicLimit: Int64) -> (Int64, FreshnessSource) {
-        let cacheControl = CacheControl(headers)
         if let seconds = cacheControl.sharedMaxAge { return (Int64(seconds), .sharedMaxAge) }
         if let seconds = cacheControl.maxAge { return (Int64(seconds), .maxAge) }
         let date = headers.first(name: "date").flatMap { HTTPDate.parse($0, now: responseTime) } ?? responseTime

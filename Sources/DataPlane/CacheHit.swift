@@ -39,7 +39,7 @@ extension DataPlane {
             return .served(answer.response)
         }
         let reader = HitReader(manifest: manifest, span: span, chunks: chunks, readAhead: configuration.hitReadAhead,
-                               metrics: metrics)
+                               pieceSize: max(4096, request.hitPieceSize), metrics: metrics)
         do {
             try await reader.prepare()
         } catch {
@@ -97,14 +97,17 @@ final class HitReader: Sendable {
     let span: ClosedRange<Int64>
     let chunks: ChunkStore
     let readAhead: Int
+    let pieceSize: Int
     let metrics: DataPlaneMetrics
     let indices: ClosedRange<Int>
     private let opening = NIOLockedValueBox([Int: Task<OpenedChunk, any Error>]())
     /// Later chunks are only checked for presence before the headers; past this many, not at all.
     static let presenceCheckLimit = 256
 
-    init(manifest: Manifest, span: ClosedRange<Int64>, chunks: ChunkStore, readAhead: Int, metrics: DataPlaneMetrics) {
+    init(manifest: Manifest, span: ClosedRange<Int64>, chunks: ChunkStore, readAhead: Int, pieceSize: Int,
+         metrics: DataPlaneMetrics) {
         self.manifest = manifest
+        self.pieceSize = pieceSize
         self.span = span
         self.chunks = chunks
         self.readAhead = max(1, readAhead)
@@ -199,8 +202,7 @@ private struct HitBody: AsyncSequence, Sendable {
                 let start = Swift.max(reader.span.lowerBound, chunk.lowerBound) - chunk.lowerBound
                 let end = Swift.min(reader.span.upperBound + 1, chunk.upperBound) - chunk.lowerBound
                 reader.metrics.bytesServed(from: opened.fromDisk ? .disk : .objectStore, end - start)
-                // Large pieces: fewer trips to the thread pool on the hot path of a hit.
-                current = opened.stream(range: start..<end, pieceSize: 1 << 20).makeAsyncIterator()
+                current = opened.stream(range: start..<end, pieceSize: reader.pieceSize).makeAsyncIterator()
             }
         }
     }

@@ -47,6 +47,9 @@ public struct DataPlaneRequest: Sendable {
     /// damaged), answer 504 with `X-Xs3lerator-Cache-Hit: false` instead of going upstream, so the
     /// caller decides how (and whether) to fetch it.
     public var cacheOnly = false
+    /// The size of the pieces a hit's body is read in. Large pieces make fewer trips to the
+    /// thread pool; small ones hold less for a client that stops reading (one piece each).
+    public var hitPieceSize = 1 << 20
 
     public init(url: String, method: HTTPMethod = .GET, headers: HTTPHeaders = [:], range: String? = nil,
                 cacheKey: String? = nil, cacheSkip: Bool = false, manifest: Manifest? = nil,

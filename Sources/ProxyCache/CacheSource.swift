@@ -22,10 +22,15 @@ public struct CacheSettings: Sendable {
     public var heuristicLimit: Int64
     /// How long name resolution for a destination check may take.
     public var destinationCheckTimeout: TimeAmount
+    /// The pieces stored bodies are read in: what a client that stops reading a hit holds (one
+    /// piece on its way to it, one being read). The data plane's own service reads 1 MiB.
+    public var hitPieceSize: Int
 
-    public init(heuristicLimit: Int64 = 86_400, destinationCheckTimeout: TimeAmount = .seconds(10)) {
+    public init(heuristicLimit: Int64 = 86_400, destinationCheckTimeout: TimeAmount = .seconds(10),
+                hitPieceSize: Int = 256 << 10) {
         self.heuristicLimit = heuristicLimit
         self.destinationCheckTimeout = destinationCheckTimeout
+        self.hitPieceSize = hitPieceSize
     }
 }
 
@@ -363,6 +368,7 @@ public final class CacheSource: ResponseSource {
                                        range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
                                        cacheKey: id, manifest: entry.manifest)
         request.cacheOnly = true
+        request.hitPieceSize = settings.hitPieceSize
         if background, let validators {
             guard await destinationAllowed(lookup) else { return .relay }
             request.ifNoneMatch = validators.entityTag
@@ -388,6 +394,7 @@ public final class CacheSource: ResponseSource {
                                        cacheKey: id, manifest: entry.manifest,
                                        ifNoneMatch: validators.entityTag, ifModifiedSince: validators.lastModified,
                                        staleIfError: staleIfError)
+        request.hitPieceSize = settings.hitPieceSize
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
         let response = await dataPlane.serve(request)
         let forward: CacheStatus.Forward = reason == .request ? .request : .stale
