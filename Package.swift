@@ -198,7 +198,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
-        .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage"]),
+        .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage", "MetadataStore", "StorageCore"]),
         // Real xs3lerator processes against our origin: downloads, ranges, timeouts, cancellation, memory.
         .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + [
             "TestOrigin", "TestSupport", "xs3lerator", "FakeElasticsearch", "MetadataStore",

@@ -45,6 +45,8 @@ public final class CacheSource: ResponseSource {
     let resolver: any PolicyResolver
     let settings: CacheSettings
     let logger: Logger
+    /// Where found entries' `last_access` is batched, when it is kept.
+    let accessTimes: AccessTimes?
     /// The metadata store's memory, when it has one: lookups of hot entries then never wait.
     let memo: MemoizedMetadataStore?
     /// Keys of recently requested URLs, and the vary keys of recent `Accept-Encoding` values:
@@ -54,13 +56,14 @@ public final class CacheSource: ResponseSource {
 
     public init(dataPlane: DataPlane, metadata: any MetadataStore, destinations: DestinationGuard,
                 resolver: any PolicyResolver = DefaultPolicyResolver(), settings: CacheSettings = CacheSettings(),
-                logger: Logger) {
+                accessTimes: AccessTimes? = nil, logger: Logger) {
         self.dataPlane = dataPlane
         self.metadata = metadata
         self.destinations = destinations
         self.resolver = resolver
         self.settings = settings
         self.logger = logger
+        self.accessTimes = accessTimes
         self.memo = metadata as? MemoizedMetadataStore
     }
 
@@ -163,6 +166,7 @@ public final class CacheSource: ResponseSource {
         let freshness = entry.map { Freshness.of($0.stored, now: requestTime, heuristicLimit: settings.heuristicLimit) }
         let decision = CacheDecisions.decide(lookup.request, policy: lookup.policy.policy,
                                              entry: entry.map { ($0.stored, freshness!) })
+        if entry != nil { accessTimes?.touch(found.id, at: requestTime) }
         return Decided(found: found, entry: entry, freshness: freshness, decision: decision, requestTime: requestTime)
     }
 

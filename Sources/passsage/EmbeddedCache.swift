@@ -26,6 +26,9 @@ struct EmbeddedCache: Sendable {
     let storage: StorageSetup
     let metadata: any MetadataStore
     let dataPlane: DataPlane
+    let accessTimes: AccessTimes
+    /// Flushes `last_access` every 30 s until `close`.
+    let accessFlusher: Task<Void, Never>
 
     /// Upstream trust and timeouts follow the proxy's, so a URL fetches the same way through the
     /// cache as through the relay.
@@ -60,15 +63,21 @@ struct EmbeddedCache: Sendable {
                                   eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
                                   logger: Logger(label: "passsage.cache"))
         logger.notice("cache: embedded, \(storage.description)")
-        return EmbeddedCache(storage: storage, metadata: metadata, dataPlane: dataPlane)
+        let accessTimes = AccessTimes(metadata: metadata, logger: Logger(label: "passsage.cache"))
+        return EmbeddedCache(storage: storage, metadata: metadata, dataPlane: dataPlane, accessTimes: accessTimes,
+                             accessFlusher: Task { await accessTimes.run() })
     }
 
     func source(destinations: DestinationGuard) -> any ResponseSource {
-        CacheSource(dataPlane: dataPlane, metadata: metadata, destinations: destinations,
-                           logger: Logger(label: "passsage.cache"))
+        CacheSource(dataPlane: dataPlane, metadata: metadata, destinations: destinations, accessTimes: accessTimes,
+                    logger: Logger(label: "passsage.cache"))
     }
 
     func close() async {
+        // The pending last_access batch is written before the stores close (bug 25).
+        accessFlusher.cancel()
+        await accessFlusher.value
+        await accessTimes.flush()
         await dataPlane.shutdown()
         await storage.close()
     }

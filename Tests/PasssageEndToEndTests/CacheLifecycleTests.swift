@@ -1,4 +1,6 @@
 import Foundation
+import MetadataStore
+import StorageCore
 import Testing
 import TestOrigin
 import TestSupport
@@ -153,6 +155,35 @@ struct CacheLifecycleTests {
             _ = try await Self.poll(fixture, target, "the target's entry invalidated") { $0.hasPrefix("passsage;fwd=uri-miss") }
             // Stored again by the miss that followed, and served as before.
             _ = try await Self.poll(fixture, target, "the new entry") { $0.hasPrefix("passsage;hit") }
+        }
+    }
+
+    @Test("a hit's last_access reaches the metadata at shutdown at the latest (bug 25: the original lost the pending batch)")
+    func lastAccessIsFlushedOnShutdown() async throws {
+        try await Fixture.withCachingProxy { fixture, dataDirectory in
+            let url = "\(fixture.originURL)/object/7100"
+            _ = try await Self.poll(fixture, url, "a hit") { $0.hasPrefix("passsage;hit") }
+            let stored = Int64(Date().timeIntervalSince1970)
+            // last_access has one-second resolution: the next hit must be later than the store.
+            try await waitUntil(timeout: 10, "the clock to pass the store") { Int64(Date().timeIntervalSince1970) >= stored + 2 }
+            let hitTime = Int64(Date().timeIntervalSince1970)
+            _ = try await Self.poll(fixture, url, "another hit") { $0.hasPrefix("passsage;hit") }
+            // Batches are written every 30 s; only the shutdown flush can have written this one.
+            fixture.proxy.signal(SIGTERM)
+            #expect(try await fixture.proxy.waitForExit(timeout: 40) == 0)
+            let store = try await SQLiteMetadataStore.open(path: dataDirectory + "/metadata.sqlite")
+            var lastAccess: Int64?
+            try await withTeardown {
+                try await store.scan(fields: ["url", "last_access"], pageSize: 100) { page in
+                    for document in page.values where document["url"]?.stringValue == url {
+                        lastAccess = document["last_access"]?.stringValue.flatMap(Timestamps.parseISO8601)
+                    }
+                }
+            } teardown: {
+                try? await store.close()
+            }
+            let recorded = try #require(lastAccess)
+            #expect(recorded >= hitTime, "last_access \(recorded), the hit at \(hitTime)")
         }
     }
 }
