@@ -39,7 +39,7 @@ public struct CacheSettings: Sendable {
 /// conditional requests on fresh entries are answered from the metadata alone. Everything else
 /// (unsafe methods, NoCache, `no-store` requests) is left to the origin relay.
 public final class CacheSource: ResponseSource {
-    let dataPlane: DataPlane
+    let dataPlane: any CacheDataPlane
     let metadata: any MetadataStore
     let destinations: DestinationGuard
     let resolver: any PolicyResolver
@@ -54,7 +54,7 @@ public final class CacheSource: ResponseSource {
     private let keys = NIOLockedValueBox(LRUCache<String, CacheKey>(capacity: 4096))
     private let encodingKeys = NIOLockedValueBox(LRUCache<String, String>(capacity: 64))
 
-    public init(dataPlane: DataPlane, metadata: any MetadataStore, destinations: DestinationGuard,
+    public init(dataPlane: any CacheDataPlane, metadata: any MetadataStore, destinations: DestinationGuard,
                 resolver: any PolicyResolver = DefaultPolicyResolver(), settings: CacheSettings = CacheSettings(),
                 accessTimes: AccessTimes? = nil, logger: Logger) {
         self.dataPlane = dataPlane
