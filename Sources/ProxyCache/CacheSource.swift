@@ -224,21 +224,18 @@ public final class CacheSource: ResponseSource {
         }
         let decided = decide(lookup, found: found, requestTime: requestTime)
         if let plan = immediatePlan(decided, lookup: lookup, loaded: nil) { return plan }
-        guard let entry = decided.entry, let freshness = decided.freshness else {
-            switch decided.decision {
-            case .miss:
-                return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,
-                                   variant: found.varyIndex ? found.id : nil)
-            case .refetch(let reason):
-                return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime,
-                                   variant: found.varyIndex ? found.id : nil)
-            default:
-                return .relay
-            }
-        }
         switch decided.decision {
-        case .bypass, .gatewayTimeout:
-            return .relay   // answered by immediatePlan
+        case .miss:
+            return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,
+                               variant: found.varyIndex ? found.id : nil)
+        case .refetch(let reason):
+            return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime,
+                               variant: found.varyIndex ? found.id : nil)
+        default:
+            break
+        }
+        guard let entry = decided.entry, let freshness = decided.freshness else { return .relay }
+        switch decided.decision {
         case .hit(let kind):
             if let manifest = entry.manifest, ClientConditionals.range(lookup.headers, stored: entry.stored.headers) == nil,
                let body = await dataPlane.loadIntoMemory(manifest),
@@ -254,12 +251,8 @@ public final class CacheSource: ResponseSource {
         case .revalidate(let validators, let staleIfError, let reason):
             return await revalidate(entry, id: found.id, freshness: freshness, validators: validators,
                                     staleIfError: staleIfError, reason: reason, lookup: lookup, requestTime: requestTime)
-        case .miss:
-            return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,
-                               variant: found.varyIndex ? found.id : nil)
-        case .refetch(let reason):
-            return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime,
-                               variant: found.varyIndex ? found.id : nil)
+        case .bypass, .gatewayTimeout, .miss, .refetch:
+            return .relay   // answered above or by immediatePlan
         }
     }
 
@@ -339,31 +332,12 @@ public final class CacheSource: ResponseSource {
         return ((variant, document, true), document == nil ? nil : more[variant]?.derived.entry)
     }
 
-    /// Marks what the cache holds for `urls` invalid: entries stored before now are not served again.
-    func invalidate(_ urls: [String]) async {
-        let now = Self.now()
-        var updates: [MetadataUpdate] = []
-        for url in urls {
-            guard let key = CacheKey(url: url) else { continue }
-            for id in [key.id, key.varyIndexID] {
-                updates.append(MetadataUpdate(id: id, fields: ["invalidated_at": .int(now)], createIfMissing: false))
-            }
-        }
-        guard !updates.isEmpty else { return }
-        do {
-            // Items for documents that do not exist fail, as they should: nothing to invalidate.
-            _ = try await metadata.bulkUpdate(updates)
-        } catch {
-            logger.warning("invalidation failed", metadata: ["urls": "\(urls)", "error": "\(error)"])
-        }
-    }
-
     // MARK: Serving
 
     /// A stored entry: from metadata alone for redirects and satisfied client conditionals, else
     /// its body from the data plane (with the client's range). `validators` with `background`
     /// ask the data plane to revalidate it after answering.
-    private func serveStored(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, status: CacheStatus,
+    func serveStored(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, status: CacheStatus,
                              lookup: Lookup, validators: Validators?, background: Bool = false) async -> ResponsePlan {
         if entry.manifest == nil || ClientConditionals.notModified(lookup.headers, stored: entry.stored.headers) {
             return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
@@ -388,7 +362,7 @@ public final class CacheSource: ResponseSource {
         return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
     }
 
-    private func revalidate(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, validators: Validators,
+    func revalidate(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, validators: Validators,
                             staleIfError: Bool, reason: CacheDecision.ForwardReason, lookup: Lookup,
                             requestTime: Int64) async -> ResponsePlan {
         guard await destinationAllowed(lookup) else { return .relay }
@@ -429,7 +403,7 @@ public final class CacheSource: ResponseSource {
 
     /// `variant`: the id the vary index selects for this request, if the URL has one; downloads are
     /// then shared per variant, otherwise per URL and `Accept-Encoding`.
-    private func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64,
+    func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64,
                        variant: String?) async -> ResponsePlan {
         guard await destinationAllowed(lookup) else { return .relay }
         let hadVaryIndex = variant != nil
@@ -452,7 +426,7 @@ public final class CacheSource: ResponseSource {
 
     /// Records the `Vary` an origin sent for the URL, so later lookups select the variant; removes
     /// the record when a response no longer varies.
-    private func updateVaryIndex(_ lookup: Lookup, vary: [String], hadVaryIndex: Bool) async {
+    func updateVaryIndex(_ lookup: Lookup, vary: [String], hadVaryIndex: Bool) async {
         do {
             if vary.isEmpty {
                 if hadVaryIndex { try await metadata.delete(lookup.key.varyIndexID) }
@@ -466,69 +440,9 @@ public final class CacheSource: ResponseSource {
         }
     }
 
-    // MARK: Storing
-
-    /// The data plane's store hook: the document fields when RFC 9111 lets a shared cache store
-    /// the response, nil otherwise (the data plane then relays it uncached).
-    /// A varying response is stored as the variant this request selects; any other under the
-    /// URL's id, whatever key its download was shared under.
-    private func storeFields(_ lookup: Lookup, requestTime: Int64, stored: NIOLockedValueBox<Bool?>?)
-        -> @Sendable (HTTPResponseStatus, HTTPHeaders) -> StoreDirective? {
-        { status, headers in
-            let vary = headers[canonicalForm: "vary"].map(String.init)
-            let target = vary.isEmpty ? lookup.key.id : lookup.variantID(vary: vary)
-            guard let target, Storability.refusal(method: "GET", requestHeaders: lookup.headers, status: Int(status.code),
-                                                  responseHeaders: headers) == nil else {
-                stored?.withLockedValue { $0 = false }
-                return nil
-            }
-            stored?.withLockedValue { $0 = true }
-            let responseTime = Self.now()
-            var fields = CacheDocument.fields(
-                status: Int(status.code), headers: Storability.headersToStore(headers), responseTime: responseTime,
-                initialAge: StoredResponse.initialAge(headers: headers, requestTime: requestTime, responseTime: responseTime),
-                url: lookup.url, contentSize: headers.first(name: "content-length").flatMap { Int64($0) })
-            if !vary.isEmpty {
-                fields["vary"] = .string(vary.joined(separator: ", "))
-                if let selected = CacheKey.varyRequestString(vary: vary, requestHeaders: lookup.headers) {
-                    fields["vary_request"] = .string(selected)
-                }
-            }
-            return StoreDirective(key: target, fields: fields, clearing: ["headers"])
-        }
-    }
-
-    /// Redirects have no body for the data plane to store: their document is written here.
-    private func storeRedirect(_ response: DataPlaneResponse, lookup: Lookup, requestTime: Int64) async -> Bool {
-        guard let directive = storeFields(lookup, requestTime: requestTime, stored: nil)(response.status, response.headers) else {
-            return false
-        }
-        do {
-            // A redirect replaces whatever body was stored before.
-            var document = directive.fields
-            document["manifest_b64"] = .null
-            let id = directive.key ?? lookup.key.id
-            // Headers are replaced, not merged with the previous entry's.
-            try await metadata.upsert(id, fields: Dictionary(uniqueKeysWithValues: directive.clearing.map { ($0, JSONValue.null) }))
-            try await metadata.upsert(id, fields: document)
-            return true
-        } catch {
-            logger.warning("storing a redirect failed", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
-            return false
-        }
-    }
-
-    private func refresh(_ key: String) async {
-        do {
-            try await metadata.upsert(key, fields: ["stored_at": .string(Timestamps.formatISO8601(Self.now())), "initial_age": .int(0)])
-        } catch {
-            logger.warning("refreshing stored_at failed", metadata: ["key": "\(key)", "error": "\(error)"])
-        }
-    }
-
     /// The destination check the relay makes, made before the data plane goes upstream: a denied
     /// one is left to the relay, which refuses it with its usual answer.
-    private func destinationAllowed(_ lookup: Lookup) async -> Bool {
+    func destinationAllowed(_ lookup: Lookup) async -> Bool {
         do {
             _ = try await destinations.resolve(host: lookup.host, port: lookup.port, timeout: settings.destinationCheckTimeout,
                                                on: lookup.eventLoop).get()
@@ -536,83 +450,5 @@ public final class CacheSource: ResponseSource {
         } catch {
             return false
         }
-    }
-
-    // MARK: Responses
-
-    private func localAnswer(_ entry: CacheDocument.Entry, freshness: Freshness, status: CacheStatus,
-                             request: Lookup) -> LocalReply {
-        var headers = entry.stored.headers
-        var code = HTTPResponseStatus(statusCode: entry.stored.status)
-        if ClientConditionals.notModified(request.headers, stored: entry.stored.headers) {
-            code = .notModified
-            for name in ["content-length", "content-encoding", "content-range"] { headers.remove(name: name) }
-        }
-        headers.remove(name: "content-length")
-        headers.replaceOrAdd(name: "Age", value: String(freshness.age))
-        headers.add(name: "Cache-Status", value: status.fieldValue)
-        // HEAD and 304 carry the length a 200 would have (RFC 9110 §8.6), never a made-up 0.
-        let length = entry.manifest == nil ? 0 : entry.contentSize.map { Int($0) }
-        return LocalReply(status: code, headers: headers, body: ByteBuffer(), headLength: length, replaysStoredResponse: true)
-    }
-
-    /// A fresh hit whose whole body is in memory: the stored headers, its length, `Age` and
-    /// `Cache-Status`.
-    private func storedReply(_ entry: CacheDocument.Entry, body: ByteBuffer, freshness: Freshness,
-                             status: CacheStatus) -> LocalReply {
-        var headers = entry.stored.headers
-        for name in ["content-length", "content-range", "transfer-encoding", "accept-ranges"] { headers.remove(name: name) }
-        headers.add(name: "Accept-Ranges", value: "bytes")
-        headers.replaceOrAdd(name: "Age", value: String(freshness.age))
-        headers.add(name: "Cache-Status", value: status.fieldValue)
-        return LocalReply(status: HTTPResponseStatus(statusCode: entry.stored.status), headers: headers, body: body,
-                          replaysStoredResponse: true)
-    }
-
-    /// A stored entry's body from the data plane: the stored headers, the data plane's framing,
-    /// `Age` and `Cache-Status`.
-    private func stream(_ response: DataPlaneResponse, entry: CacheDocument.Entry, freshness: Freshness,
-                        status: CacheStatus, lookup: Lookup) -> ResponsePlan {
-        let fromCache = response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true"
-        guard response.status == .ok || response.status == .partialContent, fromCache else {
-            // A 416 for a range the stored object cannot satisfy is still the cache's answer;
-            // anything else came from upstream after all: as it came.
-            return relayFromDataPlane(response, status: fromCache ? status : CacheStatus(forward: .stale), lookup: lookup)
-        }
-        var headers = entry.stored.headers
-        for name in ["content-length", "content-range", "transfer-encoding", "accept-ranges"] { headers.remove(name: name) }
-        for name in ["content-length", "content-range", "accept-ranges"] {
-            if let value = response.headers.first(name: name) { headers.add(name: name, value: value) }
-        }
-        headers.replaceOrAdd(name: "Age", value: String(freshness.age))
-        headers.add(name: "Cache-Status", value: status.fieldValue)
-        let code = response.status == .partialContent ? .partialContent : HTTPResponseStatus(statusCode: entry.stored.status)
-        return .exchange(StreamedResponse(head: HTTPResponseHead(version: .http1_1, status: code, headers: headers),
-                                          body: response.body, eventLoop: lookup.eventLoop))
-    }
-
-    /// An upstream answer through the data plane, minus its contract headers, plus `Cache-Status`.
-    private func relayFromDataPlane(_ response: DataPlaneResponse, status: CacheStatus, lookup: Lookup) -> ResponsePlan {
-        var headers = response.headers
-        InternalHeaders.remove(from: &headers)
-        headers.add(name: "Cache-Status", value: status.fieldValue)
-        return .exchange(StreamedResponse(head: HTTPResponseHead(version: .http1_1, status: response.status, headers: headers),
-                                          body: response.body, eventLoop: lookup.eventLoop))
-    }
-}
-
-/// Invalidates the cache's entries for a successful unsafe request's target and the same-origin
-/// `Location` / `Content-Location` of its response (RFC 9111 §4.4).
-struct Invalidator: RelayObserver {
-    let source: CacheSource
-    let method: String
-    let url: String
-
-    func responded(status: HTTPResponseStatus, headers: HTTPHeaders) {
-        let targets = Invalidation.targets(method: method, status: Int(status.code), requestURL: url,
-                                           location: headers.first(name: "location"),
-                                           contentLocation: headers.first(name: "content-location"))
-        guard !targets.isEmpty else { return }
-        Task { await source.invalidate(targets) }
     }
 }
