@@ -35,14 +35,15 @@ struct OpenedChunk: Sendable {
     let identity: FileIdentity?
 
     /// Bytes `range` of the chunk. A disk file is checked after each piece is read: if anything
-    /// wrote to it since it was verified, the piece is never handed out and the stream fails as
-    /// corrupt (the client's connection is aborted, never given other bytes as the chunk's).
+    /// wrote to it since it was verified (its size or modification time changed), the piece is
+    /// never handed out and the stream fails as corrupt (the client's connection is aborted, never
+    /// given other bytes as the chunk's). Eviction only unlinks the file: the read goes on.
     func stream(range: Range<Int64>, pieceSize: Int = 256 * 1024) -> ByteStream {
         let pieces = file.stream(range: range, pieceSize: pieceSize)
         guard let identity else { return pieces }
         let (file, id) = (self.file, self.id)
         return ByteStream(pieces.map { piece -> ByteBuffer in
-            guard FileIdentity(descriptor: file.descriptor) == identity else {
+            guard let now = FileIdentity(descriptor: file.descriptor), identity.sameContent(as: now) else {
                 throw ChunkUnavailable(kind: .corrupt, chunk: id.hex, detail: "the disk cache file changed after it was verified")
             }
             return piece

@@ -208,6 +208,17 @@ struct FileIdentity: Hashable, Sendable {
     let size: Int64
     let changeSeconds: Int
     let changeNanoseconds: Int
+    /// Modification time: changed by writes and truncation, not by unlinking (eviction) or
+    /// linking, which change only ctime.
+    let modificationSeconds: Int
+    let modificationNanoseconds: Int
+
+    /// Whether the bytes can have changed between `self` and `later`, ignoring what unlinking or
+    /// linking the file does (a reader keeps reading an evicted file's open descriptor).
+    func sameContent(as later: FileIdentity) -> Bool {
+        device == later.device && inode == later.inode && size == later.size
+            && modificationSeconds == later.modificationSeconds && modificationNanoseconds == later.modificationNanoseconds
+    }
 
     init?(descriptor: CInt) {
         var info = stat()
@@ -227,6 +238,8 @@ struct FileIdentity: Hashable, Sendable {
         size = Int64(info.st_size)
         changeSeconds = Int(info.st_ctim.tv_sec)
         changeNanoseconds = Int(info.st_ctim.tv_nsec)
+        modificationSeconds = Int(info.st_mtim.tv_sec)
+        modificationNanoseconds = Int(info.st_mtim.tv_nsec)
     }
 }
 

@@ -1,4 +1,5 @@
 import ChunkManifest
+import Crypto
 import DataPlane
 import Foundation
 import ObjectStore
@@ -131,6 +132,40 @@ struct DamageTests {
             }
             #expect(failure != nil, "the body throws: the connection is aborted")
             #expect(Int64(received) == DataPlaneFixture.chunkSize, "nothing of the changed chunks went out")
+        }
+    }
+
+    /// Whether this process holds `path` open.
+    static func isOpen(_ path: String) -> Bool {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return descriptors.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) == path }
+    }
+
+    @Test("a chunk evicted (unlinked) while a hit reads it is still sent whole: eviction is not damage")
+    func aChunkEvictedDuringAHitIsStillSentWhole() async throws {
+        try await DataPlaneFixture.with(hitReadAhead: 4) { fixture in
+            let size = 2 * DataPlaneFixture.chunkSize
+            let path = "/object/\(size)?seed=11"
+            _ = await fixture.get(path, key: "k/evicted")
+            let manifest = try await fixture.waitForManifest("k/evicted")
+            let response = await fixture.dataPlane.serve(fixture.request(path, key: "k/evicted"))
+            #expect(response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true")
+            var iterator = response.body.makeAsyncIterator()
+            var hasher = SHA256()
+            var received = 0
+            let first = try #require(try await iterator.next())
+            received += first.readableBytes
+            first.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+            // The second chunk is opened ahead of the reader; then eviction unlinks it.
+            let second = fixture.diskPath(manifest.chunks[1])
+            try await waitUntil(timeout: 10, "the hit to open the second chunk") { Self.isOpen(second) }
+            try FileManager.default.removeItem(atPath: second)
+            while let piece = try await iterator.next() {
+                received += piece.readableBytes
+                piece.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+            }
+            #expect(Int64(received) == size)
+            #expect(OriginContent.hex(hasher.finalize()) == expected(11..<(11 + size)))
         }
     }
 }
