@@ -105,6 +105,11 @@ public final class DiskCache: Sendable {
         return (file, identity)
     }
 
+    /// Records a use of chunk `id` that did not open its file (a hit answered from memory).
+    func noteUse(_ id: ChunkID, length: Int64) {
+        index.withLockedValue { $0.use(id.hex, size: length) }
+    }
+
     /// Whether the chunk is here with the right size (no hashing: a cheap presence check).
     func contains(_ id: ChunkID, length: Int64) async -> Bool {
         let path = self.path(for: id)

@@ -73,7 +73,7 @@ extension DataPlane {
         let id = manifest.chunks[0]
         do {
             let opened = try await chunks.open(id, length: manifest.totalSize)
-            var body = ByteBuffer()
+            var body = ByteBufferAllocator().buffer(capacity: Int(manifest.totalSize))
             for try await var piece in opened.file.stream(pieceSize: Int(manifest.totalSize)) { body.writeBuffer(&piece) }
             guard body.readableBytes == manifest.totalSize, memory.remember(body, as: id) else { return nil }
             metrics.hit()
@@ -84,9 +84,11 @@ extension DataPlane {
         }
     }
 
-    /// Counts a hit answered from memory (`bodyInMemory`).
-    public func countMemoryHit(bytes: Int) {
+    /// Counts a hit answered from memory (`bodyInMemory`), and marks its chunk used in the disk
+    /// cache, so eviction never takes the hottest bodies' only copy first.
+    public func countMemoryHit(_ manifest: Manifest) {
         metrics.hit()
-        metrics.bytesServed(from: .memory, Int64(bytes))
+        metrics.bytesServed(from: .memory, manifest.totalSize)
+        if let id = manifest.chunks.first { storage?.diskCache?.noteUse(id, length: manifest.totalSize) }
     }
 }

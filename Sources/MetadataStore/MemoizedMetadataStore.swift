@@ -100,6 +100,12 @@ public final class MemoizedMetadataStore: MetadataStore {
     /// How many documents (and absences) are remembered.
     public var rememberedCount: Int { state.withLockedValue { $0.documents.count } }
 
+    /// Forgets `ids` now, before a write about them is even started (the cache's invalidation,
+    /// so a request that follows on the same connection is not answered from memory).
+    public func forget(_ ids: [String]) {
+        state.withLockedValue { state in Self.written(Set(ids), in: &state) }
+    }
+
     // MARK: MetadataStore
 
     public func get(_ ids: [String]) async throws -> [String: MetadataFields] {

@@ -6,7 +6,7 @@ import StorageCore
 /// The `last_access` of the entries the cache finds, batched: each lookup that finds an entry
 /// records it in memory (the last time per id wins), and one bulk update writes them every
 /// `interval` and once more on shutdown (bug 25: the original lost the pending batch when it
-/// stopped). A failed flush is logged and dropped; it is advisory, nothing serves from it.
+/// stopped). A failed flush is logged and kept for the next one.
 public final class AccessTimes: Sendable {
     let metadata: any MetadataStore
     let interval: Duration
@@ -15,8 +15,10 @@ public final class AccessTimes: Sendable {
     static let pendingLimit = 100_000
     private let pending = NIOLockedValueBox([String: Int64]())
 
+    /// `metadata`: the store itself, not a memo in front of it. Nothing serves from `last_access`,
+    /// so its writes must not make the memo forget the hot entries every interval.
     public init(metadata: any MetadataStore, interval: Duration = .seconds(30), logger: Logger) {
-        self.metadata = metadata
+        self.metadata = (metadata as? MemoizedMetadataStore)?.base ?? metadata
         self.interval = interval
         self.logger = logger
     }
@@ -40,7 +42,11 @@ public final class AccessTimes: Sendable {
         do {
             _ = try await metadata.bulkUpdate(updates)
         } catch {
-            logger.warning("writing last_access failed; dropped", metadata: ["documents": "\(updates.count)", "error": "\(error)"])
+            // Kept for the next flush (the one at shutdown included), unless touched again since.
+            pending.withLockedValue { pending in
+                for (id, time) in batch where pending[id] == nil && pending.count < Self.pendingLimit { pending[id] = time }
+            }
+            logger.warning("writing last_access failed; kept for the next flush", metadata: ["documents": "\(updates.count)", "error": "\(error)"])
         }
     }
 

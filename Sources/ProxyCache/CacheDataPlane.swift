@@ -13,14 +13,14 @@ public protocol CacheDataPlane: Sendable {
     /// Reads a small entry's body into memory, verified; nil when it cannot be held.
     func loadIntoMemory(_ manifest: Manifest) async -> ByteBuffer?
     /// Counts a hit answered from `bodyInMemory`.
-    func countMemoryHit(bytes: Int)
+    func countMemoryHit(_ manifest: Manifest)
 }
 
 extension CacheDataPlane {
     /// A data plane without memory (a remote one): every body is served.
     public func bodyInMemory(_ manifest: Manifest) -> ByteBuffer? { nil }
     public func loadIntoMemory(_ manifest: Manifest) async -> ByteBuffer? { nil }
-    public func countMemoryHit(bytes: Int) {}
+    public func countMemoryHit(_ manifest: Manifest) {}
 }
 
 /// The embedded default: the data plane in this process.

@@ -101,6 +101,9 @@ struct Invalidator: RelayObserver {
                                            location: headers.first(name: "location"),
                                            contentLocation: headers.first(name: "content-location"))
         guard !targets.isEmpty else { return }
+        // Forgotten here, on the event loop, before the client can send its next request; the
+        // write that marks them invalid follows.
+        source.memo?.forget(targets.compactMap(CacheKey.init(url:)).flatMap { [$0.id, $0.varyIndexID] })
         Task { await source.invalidate(targets) }
     }
 }

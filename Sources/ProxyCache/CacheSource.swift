@@ -197,7 +197,7 @@ public final class CacheSource: ResponseSource {
             guard let manifest = entry.manifest,
                   ClientConditionals.range(lookup.headers, stored: entry.stored.headers) == nil,
                   let body = loaded ?? dataPlane.bodyInMemory(manifest) else { return nil }
-            if loaded == nil { dataPlane.countMemoryHit(bytes: body.readableBytes) }
+            if loaded == nil { dataPlane.countMemoryHit(manifest) }
             return .local(storedReply(entry, body: body, freshness: freshness, status: status))
         default:
             return nil

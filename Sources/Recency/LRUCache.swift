@@ -4,7 +4,8 @@
 public struct LRUCache<Key: Hashable, Value> {
     fileprivate struct Slot {
         var key: Key
-        var value: Value
+        /// nil once removed: a free slot holds nothing alive.
+        var value: Value?
         var expires: UInt64
         /// Towards the most recently used end.
         var newer: Int
@@ -80,7 +81,7 @@ public struct LRUCache<Key: Hashable, Value> {
     public mutating func removeOldest() -> (key: Key, value: Value)? {
         guard oldest != Self.none else { return nil }
         let slot = oldest
-        let entry = (slots[slot].key, slots[slot].value)
+        let entry = (slots[slot].key, slots[slot].value!)
         remove(slot: slot)
         return entry
     }
@@ -95,6 +96,7 @@ public struct LRUCache<Key: Hashable, Value> {
     }
 
     private mutating func remove(slot: Int) {
+        slots[slot].value = nil
         unlink(slot)
         index[slots[slot].key] = nil
         free.append(slot)

@@ -144,6 +144,25 @@ struct LRUCacheTests {
         #expect(lru.count == 0 && lru.value(for: "f", now: 0) == nil)
     }
 
+    @Test("a removed entry's value is released at once, not kept in its free slot")
+    func removedValuesAreReleased() {
+        final class Box {}
+        var lru = LRUCache<Int, Box>(capacity: 4)
+        weak var first: Box?
+        weak var second: Box?
+        do {
+            let one = Box(), two = Box()
+            first = one
+            second = two
+            lru.insert(one, for: 1, expires: .max)
+            lru.insert(two, for: 2, expires: .max)
+        }
+        lru.removeValue(for: 1)
+        _ = lru.removeOldest()
+        #expect(first == nil && second == nil)
+        #expect(lru.count == 0)
+    }
+
     @Test("200,000 inserts into a full cache of 4,096 take well under a second (eviction is O(1))")
     func constantTimeEviction() {
         var lru = LRUCache<Int, Int>(capacity: 4096)
