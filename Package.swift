@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.12.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-http-structured-headers.git", from: "1.1.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
         // A least-recently-used map with expiry (pure): leaf certificates, TLS contexts, cached
@@ -101,6 +102,11 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "RawStructuredFieldValues", package: "swift-http-structured-headers"),
         ]),
+        // The policy file (YAML) read into CachePolicy's rules, with line numbers in its errors.
+        .target(name: "PolicyFile", dependencies: [
+            "CachePolicy", "HTTPRules", "CommandLineSupport",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         // The data plane's download engine: upstream clients, chunk files, parallel range download.
         .target(name: "DownloadEngine", dependencies: nio + [
             "DownloadPlanning", "StorageCore",
@@ -155,10 +161,11 @@ let package = Package(
         .executableTarget(name: "passsage", dependencies: [
             "ForwardProxy", "CommandLineSupport",
             "CertificateAuthority", "OriginConnections",
-            "ProxyCache", "DataPlane", "DownloadEngine", "StorageSetup", "MetadataStore",
+            "ProxyCache", "DataPlane", "DownloadEngine", "StorageSetup", "MetadataStore", "CachePolicy", "PolicyFile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
 
@@ -181,7 +188,7 @@ let package = Package(
             "OriginConnections", "Recency", "StorageCore",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "CachePolicyTests", dependencies: ["CachePolicy", "HTTPRules",
+        .testTarget(name: "CachePolicyTests", dependencies: ["CachePolicy", "HTTPRules", "PolicyFile",
                                                             .product(name: "NIOHTTP1", package: "swift-nio")]),
         .testTarget(name: "ForwardProxyTests", dependencies: nio + [
             "ForwardProxy", "HTTPRules", "OriginConnections", "CertificateAuthority", "StorageCore", "TestSupport",

@@ -15,8 +15,9 @@ public enum CacheDecision: Sendable, Equatable {
     /// Ask the origin with the stored validators; on a failure serve the stale entry if
     /// `staleIfError` allows it.
     case revalidate(Validators, staleIfError: Bool, reason: ForwardReason)
-    /// A stale entry without validators: fetch it again and store.
-    case refetch(ForwardReason)
+    /// An entry without validators: fetch it again and store; on a failure serve the entry if
+    /// `staleIfError` allows it.
+    case refetch(ForwardReason, staleIfError: Bool)
     /// `only-if-cached` and nothing servable is stored: 504 (§5.2.1.7).
     case gatewayTimeout
 
@@ -33,6 +34,8 @@ public enum CacheDecision: Sendable, Equatable {
         case fresh
         /// Stale, but within the request's `max-stale`.
         case staleAllowed
+        /// Stale, served because the policy never revalidates (NoRefresh).
+        case stalePolicy
     }
 
     /// Why a stored entry was not served as it was (`Cache-Status` `fwd`).
@@ -41,6 +44,8 @@ public enum CacheDecision: Sendable, Equatable {
         case stale
         /// It was fresh, but the request (or the response's `no-cache`) asked for validation.
         case request
+        /// It was fresh, but the policy always asks upstream (AlwaysUpstream).
+        case policy
     }
 }
 
@@ -88,18 +93,22 @@ public enum CacheDecisions {
     /// The decision before any lookup: whether the request is the cache's at all.
     public static func bypassReason(_ request: CacheRequest, policy: CachePolicy) -> CacheDecision.BypassReason? {
         guard cachedMethods.contains(request.method) else { return .method }
-        switch policy {
-        case .noCache: return .policy
-        case .standard: break
-        }
+        if policy == .noCache { return .policy }
         if request.cacheControl.noStore { return .request }
         return nil
     }
 
-    /// Standard policy: RFC 9111 for a shared cache. `entry` is the stored response, if any;
-    /// `freshness` its freshness now.
-    public static func decide(_ request: CacheRequest, policy: CachePolicy,
+    /// The decision under a request's policy. `entry` is the stored response, if any; `freshness`
+    /// its freshness now.
+    /// - Standard: RFC 9111 for a shared cache, with the operator's stale-while-revalidate window
+    ///   if the rule has one.
+    /// - StaleIfError: Standard, and a failed revalidation serves the entry unless the origin
+    ///   forbade stale use.
+    /// - NoRefresh: the entry is served whatever its age and whatever the request asks.
+    /// - AlwaysUpstream: upstream first (conditionally with validators), the entry on failure.
+    public static func decide(_ request: CacheRequest, policy resolved: ResolvedPolicy,
                               entry: (stored: StoredResponse, freshness: Freshness)?) -> CacheDecision {
+        let policy = resolved.policy
         if let reason = bypassReason(request, policy: policy) { return .bypass(reason) }
         let requested = request.cacheControl
         guard let (stored, freshness) = entry else {
@@ -111,6 +120,20 @@ public enum CacheDecisions {
         let staleForbidden = response.mustRevalidate || response.proxyRevalidate || response.sharedMaxAge != nil
             || response.noCache
         let validators = Validators(stored.headers)
+        // What a policy's fallback may serve when upstream fails: a fresh entry unless it must
+        // always be validated, a stale one unless the origin forbade stale use.
+        let fallbackAllowed = freshness.isFresh ? !response.noCache : !staleForbidden
+
+        switch policy {
+        case .noRefresh:
+            return .hit(freshness.isFresh ? .fresh : .stalePolicy)
+        case .alwaysUpstream where !requested.onlyIfCached:
+            let reason: CacheDecision.ForwardReason = freshness.isFresh ? .policy : .stale
+            return validators.isEmpty ? .refetch(reason, staleIfError: fallbackAllowed)
+                : .revalidate(validators, staleIfError: fallbackAllowed, reason: reason)
+        default:
+            break
+        }
 
         // What the client accepts of this entry.
         // `max-age=0` always asks for validation, also of an entry stored this second (age 0).
@@ -131,13 +154,20 @@ public enum CacheDecisions {
         if requested.onlyIfCached { return .gatewayTimeout }
         // A fresh entry forwarded because the client asked: `fwd=request`; otherwise it counts as stale.
         let reason: CacheDecision.ForwardReason = freshness.isFresh && !response.noCache ? .request : .stale
+        // The operator's window (a rule's `stale_while_revalidate`) answers at once, also when the
+        // client asked for validation (pip asks with max-age=0 for every index page): the
+        // background revalidation still happens. It never overrides the origin's prohibitions.
+        if let window = resolved.staleWhileRevalidate, !validators.isEmpty, fallbackAllowed, freshness.staleness <= window {
+            return .staleWhileRevalidate
+        }
         if !freshness.isFresh, !staleForbidden, !clientWantsValidation, freshEnough,
            let window = response.staleWhileRevalidate, freshness.staleness <= Int64(window), !validators.isEmpty {
             return .staleWhileRevalidate
         }
-        guard !validators.isEmpty else { return .refetch(reason) }
-        return .revalidate(validators, staleIfError: staleIfErrorAllowed(request, stored: stored, freshness: freshness),
-                           reason: reason)
+        let staleIfError = policy == .staleIfError ? fallbackAllowed
+            : staleIfErrorAllowed(request, stored: stored, freshness: freshness)
+        guard !validators.isEmpty else { return .refetch(reason, staleIfError: staleIfError) }
+        return .revalidate(validators, staleIfError: staleIfError, reason: reason)
     }
 
     /// RFC 5861 §4: a stale entry may answer a failed revalidation (5xx, unreachable origin) within

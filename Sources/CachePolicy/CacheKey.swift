@@ -7,7 +7,9 @@ import NIOHTTP1
 ///
 /// Keys come from the URL the proxy fetches (built once from the tunnel's authority and the
 /// request target), never from a header the client sent. Query parameters are sorted, so `?b=1&a=2`
-/// and `?a=2&b=1` share an entry (the original sorted only when it had stripped a signature).
+/// and `?a=2&b=1` share an entry (the original sorted only when it had stripped a signature), and
+/// the parameters of a recognised URL-signing scheme are left out (`SigningSchemes`), as are a
+/// rule's `strip_query` names, so differently signed URLs of one object share an entry.
 public struct CacheKey: Sendable, Equatable {
     /// The fetched URL with its query parameters sorted: what the id hashes.
     public let normalizedURL: String
@@ -20,9 +22,10 @@ public struct CacheKey: Sendable, Equatable {
     /// The id of the vary index document, which records the `Vary` an origin sent for this URL.
     public let varyIndexID: String
 
-    public init?(url: String) {
+    /// `stripping`: more parameter names (case-insensitive) to leave out, a rule's `strip_query`.
+    public init?(url: String, stripping extra: [String] = []) {
         guard let url = AbsoluteURL(url) else { return nil }
-        normalizedURL = Self.sortingQuery(url.description)
+        normalizedURL = Self.normalizingQuery(url.description, stripping: extra)
         prefix = url.scheme + "/" + Self.hostName(url.authority)
         urlHash = SHA224.hex(normalizedURL)
         id = prefix + "/" + urlHash
@@ -53,16 +56,20 @@ public struct CacheKey: Sendable, Equatable {
 
     /// `url` with the query's `&`-separated parameters sorted by (lower-cased name, name), as sent
     /// (no decoding or re-encoding); parameters of the same name keep their order (`?x=2&x=1` is
-    /// not `?x=1&x=2` to every server); empty parameters dropped.
-    static func sortingQuery(_ url: String) -> String {
+    /// not `?x=1&x=2` to every server); empty parameters dropped; signing parameters and `extra`
+    /// names dropped.
+    static func normalizingQuery(_ url: String, stripping extra: [String] = []) -> String {
         guard let mark = url.firstIndex(of: "?") else { return url }
         let base = url[..<mark]
-        let parameters = url[url.index(after: mark)...].split(separator: "&").enumerated().map {
+        var parameters = url[url.index(after: mark)...].split(separator: "&").enumerated().map {
             (position, piece) -> (String, String, Int, Substring) in
             let parts = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = String(parts[0])
-            return (name.lowercased(), name, position, piece)
+            return (SigningSchemes.comparableName(name), name, position, piece)
         }
+        let stripped = SigningSchemes.strippedNames(Set(parameters.map(\.0)))
+            .union(extra.map(SigningSchemes.comparableName))
+        if !stripped.isEmpty { parameters.removeAll { stripped.contains($0.0) } }
         guard !parameters.isEmpty else { return String(base) }
         let sorted = parameters.sorted { left, right in
             if left.0 != right.0 { return left.0 < right.0 }

@@ -14,7 +14,7 @@ extension CacheSource {
         let now = Self.now()
         var updates: [MetadataUpdate] = []
         for url in urls {
-            guard let key = CacheKey(url: url) else { continue }
+            guard let key = invalidationKey(url) else { continue }
             for id in [key.id, key.varyIndexID] {
                 updates.append(MetadataUpdate(id: id, fields: ["invalidated_at": .int(now)], createIfMissing: false))
             }
@@ -28,15 +28,29 @@ extension CacheSource {
         }
     }
 
+    /// The key a URL's entries are under, with the parameters its rule strips.
+    func invalidationKey(_ url: String) -> CacheKey? {
+        guard let request = PolicyRequest(method: "GET", url: url) else { return nil }
+        return cacheKey(url, stripping: resolver.resolve(request).resolved.stripQuery)
+    }
+
     // MARK: Storing
 
     /// The data plane's store hook: the document fields when RFC 9111 lets a shared cache store
     /// the response, nil otherwise (the data plane then relays it uncached).
     /// A varying response is stored as the variant this request selects; any other under the
-    /// URL's id, whatever key its download was shared under.
-    func storeFields(_ lookup: Lookup, requestTime: Int64, stored: NIOLockedValueBox<Bool?>?)
+    /// URL's id, whatever key its download was shared under. A `content_type` rule that says
+    /// NoCache keeps the response out. `keepingEntryOnFailure`: the policy whose fallback may
+    /// serve the stored entry, which a failure (`fallsBack`) must then not replace.
+    func storeFields(_ lookup: Lookup, requestTime: Int64, stored: NIOLockedValueBox<Bool?>?,
+                     keepingEntryOnFailure fallbackPolicy: CachePolicy? = nil)
         -> @Sendable (HTTPResponseStatus, HTTPHeaders) -> StoreDirective? {
         { status, headers in
+            let policy = lookup.resolution.resolved(contentType: headers.first(name: "content-type"))
+            if policy.policy == .noCache || fallbackPolicy.map({ Self.fallsBack(status: status, policy: $0) }) == true {
+                stored?.withLockedValue { $0 = false }
+                return nil
+            }
             let vary = headers[canonicalForm: "vary"].map(String.init)
             let target = vary.isEmpty ? lookup.key.id : lookup.variantID(vary: vary)
             guard let target, Storability.refusal(method: "GET", requestHeaders: lookup.headers, status: Int(status.code),
@@ -103,7 +117,7 @@ struct Invalidator: RelayObserver {
         guard !targets.isEmpty else { return }
         // Forgotten here, on the event loop, before the client can send its next request; the
         // write that marks them invalid follows.
-        source.memo?.forget(targets.compactMap(CacheKey.init(url:)).flatMap { [$0.id, $0.varyIndexID] })
+        source.memo?.forget(targets.compactMap(source.invalidationKey).flatMap { [$0.id, $0.varyIndexID] })
         Task { await source.invalidate(targets) }
     }
 }

@@ -25,12 +25,16 @@ public struct CacheSettings: Sendable {
     /// The pieces stored bodies are read in: what a client that stops reading a hit holds (one
     /// piece on its way to it, one being read). The data plane's own service reads 1 MiB.
     public var hitPieceSize: Int
+    /// Whether a client's `X-Passsage-Policy` chooses its request's policy (`--allow-policy-header`).
+    /// The header never goes upstream either way.
+    public var policyHeaderAllowed: Bool
 
     public init(heuristicLimit: Int64 = 86_400, destinationCheckTimeout: TimeAmount = .seconds(10),
-                hitPieceSize: Int = 256 << 10) {
+                hitPieceSize: Int = 256 << 10, policyHeaderAllowed: Bool = false) {
         self.heuristicLimit = heuristicLimit
         self.destinationCheckTimeout = destinationCheckTimeout
         self.hitPieceSize = hitPieceSize
+        self.policyHeaderAllowed = policyHeaderAllowed
     }
 }
 
@@ -51,7 +55,7 @@ public final class CacheSource: ResponseSource {
     let memo: MemoizedMetadataStore?
     /// Keys of recently requested URLs, and the vary keys of recent `Accept-Encoding` values:
     /// parsing a URL, sorting its query and hashing it is most of a hot hit's cost otherwise.
-    private let keys = NIOLockedValueBox(LRUCache<String, CacheKey>(capacity: 4096))
+    private let keys = NIOLockedValueBox(LRUCache<KeyName, CacheKey>(capacity: 4096))
     private let encodingKeys = NIOLockedValueBox(LRUCache<String, String>(capacity: 64))
 
     public init(dataPlane: any CacheDataPlane, metadata: any MetadataStore, destinations: DestinationGuard,
@@ -74,7 +78,10 @@ public final class CacheSource: ResponseSource {
         let port: Int
         let key: CacheKey
         let request: CacheRequest
-        let policy: ResolvedPolicy
+        /// The request's policy, and the `content_type` rules that may still change it.
+        let resolution: PolicyResolution
+        /// The policy before any content type is known.
+        var policy: ResolvedPolicy { resolution.resolved }
         /// The client's headers minus hop-by-hop and internal ones: what the data plane may send on.
         let headers: HTTPHeaders
         let isHead: Bool
@@ -95,13 +102,16 @@ public final class CacheSource: ResponseSource {
         guard case .url(let scheme, let authority, let path) = request.target else { return nil }
         let method = request.head.method.rawValue
         let url = "\(scheme.rawValue)://\(authority.urlAuthority(scheme: scheme))\(path)"
-        let policy = resolver.resolve(method: method, url: url, host: authority.host.lowercased())
-        let cacheRequest = CacheRequest(method: method, headers: request.head.headers)
         if !Invalidation.safeMethods.contains(method) {
             // Relayed; if it succeeds, what the cache holds for its target is invalid (§4.4).
             return .observedRelay(Invalidator(source: self, method: method, url: url))
         }
-        guard CacheDecisions.bypassReason(cacheRequest, policy: policy.policy) == nil, let key = cacheKey(url) else {
+        let resolution = resolvePolicy(PolicyRequest(method: method, url: url, host: authority.host, path: path,
+                                                     headers: request.head.headers))
+        let cacheRequest = CacheRequest(method: method, headers: request.head.headers)
+        guard resolution.mayUseCache,
+              CacheDecisions.bypassReason(cacheRequest, policy: resolution.resolvedForMiss.policy) == nil,
+              let key = cacheKey(url, stripping: resolution.resolved.stripQuery) else {
             return nil
         }
         var headers = request.head.headers
@@ -110,7 +120,7 @@ public final class CacheSource: ResponseSource {
         let encodings = headers[canonicalForm: "accept-encoding"].joined(separator: ", ")
         let downloadKey = encodings.isEmpty ? key.id : key.variantID(varyKey: encodingVaryKey(encodings))
         let lookup = Lookup(url: url, host: authority.host, port: authority.port, key: key, request: cacheRequest,
-                            policy: policy, headers: headers, isHead: request.head.method == .HEAD, eventLoop: eventLoop,
+                            resolution: resolution, headers: headers, isHead: request.head.method == .HEAD, eventLoop: eventLoop,
                             downloadKey: downloadKey)
         // A hot entry is decided here, on the event loop, with no task and no hop; a fresh hit
         // whose body memory holds is answered at once.
@@ -124,11 +134,37 @@ public final class CacheSource: ResponseSource {
         return .pending(promise.futureResult)
     }
 
-    private func cacheKey(_ url: String) -> CacheKey? {
-        if let known = keys.withLockedValue({ $0.value(for: url, now: 0) }) { return known }
-        guard let key = CacheKey(url: url) else { return nil }
-        keys.withLockedValue { $0.insert(key, for: url, expires: .max) }
+    /// A URL and the rule's extra parameters to strip: what a key is computed from.
+    struct KeyName: Hashable {
+        let url: String
+        let stripping: [String]
+    }
+
+    func cacheKey(_ url: String, stripping: [String]) -> CacheKey? {
+        let name = KeyName(url: url, stripping: stripping)
+        if let known = keys.withLockedValue({ $0.value(for: name, now: 0) }) { return known }
+        guard let key = CacheKey(url: url, stripping: stripping) else { return nil }
+        keys.withLockedValue { $0.insert(key, for: name, expires: .max) }
         return key
+    }
+
+    /// The rules' answer, or the client's `X-Passsage-Policy` when that is allowed and names a
+    /// policy: it replaces the policy only (the rule's timeouts and key parameters still apply;
+    /// its stale-while-revalidate window does not).
+    func resolvePolicy(_ request: PolicyRequest) -> PolicyResolution {
+        var resolution = resolver.resolve(request)
+        guard settings.policyHeaderAllowed, let value = request.headers.first(name: "x-passsage-policy") else {
+            return resolution
+        }
+        guard let policy = CachePolicy(name: value) else {
+            logger.info("ignoring an unknown X-Passsage-Policy", metadata: ["value": "\(value.prefix(64))"])
+            return resolution
+        }
+        resolution.resolved.policy = policy
+        resolution.resolved.staleWhileRevalidate = nil
+        resolution.resolved.origin = "X-Passsage-Policy"
+        resolution.contentTypeRules = []
+        return resolution
     }
 
     /// The vary key of `accept-encoding=<encodings>` (a download's speculative variant).
@@ -164,8 +200,11 @@ public final class CacheSource: ResponseSource {
     func decide(_ lookup: Lookup, found: Found, entry decoded: CacheDocument.Entry?? = nil, requestTime: Int64) -> Decided {
         let entry = decoded ?? found.document.flatMap(CacheDocument.entry)
         let freshness = entry.map { Freshness.of($0.stored, now: requestTime, heuristicLimit: settings.heuristicLimit) }
-        let decision = CacheDecisions.decide(lookup.request, policy: lookup.policy.policy,
-                                             entry: entry.map { ($0.stored, freshness!) })
+        // A stored entry's Content-Type settles the `content_type` rules; a miss is decided
+        // under the policy that lets it be stored, if one may.
+        let policy = entry.map { lookup.resolution.resolved(contentType: $0.stored.headers.first(name: "content-type")) }
+            ?? lookup.resolution.resolvedForMiss
+        let decision = CacheDecisions.decide(lookup.request, policy: policy, entry: entry.map { ($0.stored, freshness!) })
         if entry != nil { accessTimes?.touch(found.id, at: requestTime) }
         return Decided(found: found, entry: entry, freshness: freshness, decision: decision, requestTime: requestTime)
     }
@@ -205,7 +244,20 @@ public final class CacheSource: ResponseSource {
     }
 
     static func hitStatus(_ kind: CacheDecision.HitKind, freshness: Freshness) -> CacheStatus {
-        CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age, detail: kind == .staleAllowed ? "max-stale" : nil)
+        let detail: String? = switch kind {
+        case .fresh: nil
+        case .staleAllowed: "max-stale"
+        case .stalePolicy: "no-refresh"
+        }
+        return CacheStatus(hit: true, ttl: freshness.lifetime - freshness.age, detail: detail)
+    }
+
+    static func forward(_ reason: CacheDecision.ForwardReason) -> CacheStatus.Forward {
+        switch reason {
+        case .stale: .stale
+        case .request: .request
+        case .policy: .bypass
+        }
     }
 
     private func answer(_ lookup: Lookup, known: Found?) async -> ResponsePlan {
@@ -228,9 +280,10 @@ public final class CacheSource: ResponseSource {
         case .miss:
             return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,
                                variant: found.varyIndex ? found.id : nil)
-        case .refetch(let reason):
-            return await fetch(lookup, forward: reason == .request ? .request : .stale, requestTime: requestTime,
-                               variant: found.varyIndex ? found.id : nil)
+        case .refetch(let reason, let staleIfError):
+            let fallback = staleIfError ? decided.entry.map { ($0, found.id, decided.freshness!) } : nil
+            return await fetch(lookup, forward: Self.forward(reason), requestTime: requestTime,
+                               variant: found.varyIndex ? found.id : nil, fallback: fallback)
         default:
             break
         }
@@ -330,125 +383,5 @@ public final class CacheSource: ResponseSource {
         guard let more = memo.peek([variant], deriving: Self.decode) else { return nil }
         let document = Self.valid(more[variant]?.document ?? nil, invalidatedAt: selection.invalidatedAt)
         return ((variant, document, true), document == nil ? nil : more[variant]?.derived.entry)
-    }
-
-    // MARK: Serving
-
-    /// A stored entry: from metadata alone for redirects and satisfied client conditionals, else
-    /// its body from the data plane (with the client's range). `validators` with `background`
-    /// ask the data plane to revalidate it after answering.
-    func serveStored(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, status: CacheStatus,
-                             lookup: Lookup, validators: Validators?, background: Bool = false) async -> ResponsePlan {
-        if entry.manifest == nil || ClientConditionals.notModified(lookup.headers, stored: entry.stored.headers) {
-            return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
-        }
-        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
-                                       range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
-                                       cacheKey: id, manifest: entry.manifest)
-        request.cacheOnly = true
-        request.hitPieceSize = settings.hitPieceSize
-        if background, let validators {
-            guard await destinationAllowed(lookup) else { return .relay }
-            request.ifNoneMatch = validators.entityTag
-            request.ifModifiedSince = validators.lastModified
-            request.backgroundRevalidate = true
-            request.storeFields = storeFields(lookup, requestTime: Self.now(), stored: nil)
-        }
-        let response = await dataPlane.serve(request)
-        if response.headers.first(name: "X-Xs3lerator-Cache-Hit") != "true", !background {
-            // The stored body is gone or damaged: fetch it like a stale entry, vetted and checked.
-            return await fetch(lookup, forward: .stale, requestTime: Self.now(), variant: id == lookup.key.id ? nil : id)
-        }
-        return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
-    }
-
-    func revalidate(_ entry: CacheDocument.Entry, id: String, freshness: Freshness, validators: Validators,
-                            staleIfError: Bool, reason: CacheDecision.ForwardReason, lookup: Lookup,
-                            requestTime: Int64) async -> ResponsePlan {
-        guard await destinationAllowed(lookup) else { return .relay }
-        let stored = NIOLockedValueBox<Bool?>(nil)
-        // A 200 may replace the entry, so a range goes only without If-Range (`upstreamRange`).
-        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: Self.upstreamRange(lookup.headers),
-                                       cacheKey: id, manifest: entry.manifest,
-                                       ifNoneMatch: validators.entityTag, ifModifiedSince: validators.lastModified,
-                                       staleIfError: staleIfError)
-        request.hitPieceSize = settings.hitPieceSize
-        request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
-        let response = await dataPlane.serve(request)
-        let forward: CacheStatus.Forward = reason == .request ? .request : .stale
-        switch response.headers.first(name: "X-Xs3lerator-Revalidated") {
-        case "true":
-            // The origin said 304: the entry is fresh again from now (bug 7 aside, only a real
-            // validation refreshes it).
-            await refresh(id)
-            var refreshed = entry.stored
-            refreshed.responseTime = Self.now()
-            refreshed.initialAge = 0
-            let renewed = Freshness.of(refreshed, now: refreshed.responseTime, heuristicLimit: settings.heuristicLimit)
-            return stream(response, entry: CacheDocument.Entry(stored: refreshed, manifest: entry.manifest,
-                                                               contentSize: entry.contentSize),
-                          freshness: renewed, status: CacheStatus(forward: forward, forwardStatus: 304, ttl: renewed.remaining),
-                          lookup: lookup)
-        case "stale-error":
-            return stream(response, entry: entry, freshness: freshness,
-                          status: CacheStatus(hit: true, forward: forward, ttl: freshness.lifetime - freshness.age,
-                                              detail: "stale-if-error"),
-                          lookup: lookup)
-        default:
-            return relayFromDataPlane(response, status: CacheStatus(forward: forward, forwardStatus: Int(response.status.code),
-                                                                    stored: stored.withLockedValue { $0 } == true),
-                                      lookup: lookup)
-        }
-    }
-
-    /// `variant`: the id the vary index selects for this request, if the URL has one; downloads are
-    /// then shared per variant, otherwise per URL and `Accept-Encoding`.
-    func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64,
-                       variant: String?) async -> ResponsePlan {
-        guard await destinationAllowed(lookup) else { return .relay }
-        let hadVaryIndex = variant != nil
-        let stored = NIOLockedValueBox<Bool?>(nil)
-        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: Self.upstreamRange(lookup.headers),
-                                       cacheKey: variant ?? lookup.downloadKey, cacheSkip: true)
-        request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored)
-        let response = await dataPlane.serve(request)
-        if (300..<400).contains(response.status.code), response.status != .notModified {
-            stored.withLockedValue { $0 = false }
-            if await storeRedirect(response, lookup: lookup, requestTime: requestTime) {
-                stored.withLockedValue { $0 = true }
-            }
-        }
-        let verdict = stored.withLockedValue { $0 } == true
-        if verdict { await updateVaryIndex(lookup, vary: response.headers[canonicalForm: "vary"].map(String.init),
-                                           hadVaryIndex: hadVaryIndex) }
-        return relayFromDataPlane(response, status: CacheStatus(forward: forward, stored: verdict), lookup: lookup)
-    }
-
-    /// Records the `Vary` an origin sent for the URL, so later lookups select the variant; removes
-    /// the record when a response no longer varies.
-    func updateVaryIndex(_ lookup: Lookup, vary: [String], hadVaryIndex: Bool) async {
-        do {
-            if vary.isEmpty {
-                if hadVaryIndex { try await metadata.delete(lookup.key.varyIndexID) }
-            } else {
-                try await metadata.upsert(lookup.key.varyIndexID, fields: [
-                    "doc_type": .string("vary_index"), "vary": .string(vary.joined(separator: ", ")),
-                ])
-            }
-        } catch {
-            logger.warning("updating the vary index failed", metadata: ["key": "\(lookup.key.varyIndexID)", "error": "\(error)"])
-        }
-    }
-
-    /// The destination check the relay makes, made before the data plane goes upstream: a denied
-    /// one is left to the relay, which refuses it with its usual answer.
-    func destinationAllowed(_ lookup: Lookup) async -> Bool {
-        do {
-            _ = try await destinations.resolve(host: lookup.host, port: lookup.port, timeout: settings.destinationCheckTimeout,
-                                               on: lookup.eventLoop).get()
-            return true
-        } catch {
-            return false
-        }
     }
 }

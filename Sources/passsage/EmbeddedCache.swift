@@ -1,3 +1,4 @@
+import CachePolicy
 import CommandLineSupport
 import DataPlane
 import DownloadEngine
@@ -68,9 +69,9 @@ struct EmbeddedCache: Sendable {
                              accessFlusher: Task { await accessTimes.run() })
     }
 
-    func source(destinations: DestinationGuard) -> any ResponseSource {
-        CacheSource(dataPlane: dataPlane, metadata: metadata, destinations: destinations, accessTimes: accessTimes,
-                    logger: Logger(label: "passsage.cache"))
+    func source(destinations: DestinationGuard, policies: any PolicyResolver, settings: CacheSettings) -> any ResponseSource {
+        CacheSource(dataPlane: dataPlane, metadata: metadata, destinations: destinations, resolver: policies,
+                    settings: settings, accessTimes: accessTimes, logger: Logger(label: "passsage.cache"))
     }
 
     func close() async {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CachePolicy
 import CertificateAuthority
 import CommandLineSupport
 import DataPlane
@@ -7,6 +8,7 @@ import ForwardProxy
 import Logging
 import NIOCore
 import OriginConnections
+import PolicyFile
 import ProxyCache
 import ServiceLifecycle
 import StorageSetup
@@ -98,6 +100,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest body held in memory. [PASSSAGE_MEMORY_CACHE_MAX_OBJECT, default 256KiB]")
     var memoryCacheMaxObject: ByteSizeValue?
 
+    @Option(help: "YAML rules choosing each request's policy, timeouts and key (docs/policies.md); reloaded on SIGHUP. [PASSSAGE_POLICY_FILE]")
+    var policyFile: String?
+
+    @Option(help: "Policy when no rule matches: NoRefresh, Standard, StaleIfError, AlwaysUpstream or NoCache; overrides the policy file's default_policy. [PASSSAGE_DEFAULT_POLICY, default Standard]")
+    var defaultPolicy: String?
+
+    @Flag(help: "Let a client's X-Passsage-Policy header choose its request's policy (trusted clients only). [PASSSAGE_ALLOW_POLICY_HEADER]")
+    var allowPolicyHeader = false
+
     @Flag(name: .customLong("no-cache"), help: "Run as a plain forward proxy: nothing is cached. [PASSSAGE_NO_CACHE]")
     var noCache = false
 
@@ -131,9 +142,14 @@ struct ServeCommand: AsyncParsableCommand {
             embedded = try await EmbeddedCache.open(dataDirectory: dataDirectory, options: settings.cache, proxy: configuration,
                                                     logger: logger)
         }
+        let policies = ReloadablePolicyResolver(try settings.loadPolicies())
+        if let file = settings.policyFile { logger.notice("policies from \(file): \(policies.rules.rules.count) rules") }
         var cacheSource: (@Sendable (DestinationGuard) -> any ResponseSource)?
         if let embedded {
-            cacheSource = { destinations in embedded.source(destinations: destinations) }
+            let cacheSettings = CacheSettings(policyHeaderAllowed: settings.allowPolicyHeader)
+            cacheSource = { destinations in
+                embedded.source(destinations: destinations, policies: policies, settings: cacheSettings)
+            }
         }
         let service: ProxyService
         do {
@@ -142,8 +158,9 @@ struct ServeCommand: AsyncParsableCommand {
             await embedded?.close()
             throw error
         }
+        let reloader = PolicyReloader(resolver: policies, settings: settings, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service)],
+            services: [.init(service: service), .init(service: reloader)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
@@ -173,7 +190,24 @@ struct Settings {
     /// nil: no cache (`--no-cache`).
     var dataDirectory: String?
     var cache = EmbeddedCache.Options()
+    var policyFile: String?
+    var defaultPolicy: CachePolicy?
+    var allowPolicyHeader: Bool
     var verbose: Bool
+
+    /// The policy file's rules (or the built-in table), with `--default-policy` applied.
+    func loadPolicies() throws -> RuleSet {
+        var rules = RuleSet()
+        if let policyFile {
+            do {
+                rules = try PolicyFile.load(path: policyFile)
+            } catch {
+                throw UsageError("\(error)")
+            }
+        }
+        if let defaultPolicy { rules.defaultPolicy = defaultPolicy }
+        return rules
+    }
 
     init(command c: ServeCommand, environment: [String: String]) throws {
         let env = EnvironmentResolver(environment: environment)
@@ -259,6 +293,16 @@ struct Settings {
             let largest = try env.value(c.memoryCacheMaxObject, "PASSSAGE_MEMORY_CACHE_MAX_OBJECT", option: "--memory-cache-max-object")?.bytes
             cache.memoryObjectLimit = Int(min(largest ?? 256 << 10, 1 << 40))
         }
+        policyFile = try env.value(c.policyFile, "PASSSAGE_POLICY_FILE", option: "--policy-file")
+        if let name = try env.value(c.defaultPolicy, "PASSSAGE_DEFAULT_POLICY", option: "--default-policy") {
+            guard let policy = CachePolicy(name: name) else {
+                let names = CachePolicy.allCases.map(\.rawValue).joined(separator: ", ")
+                throw UsageError("invalid value '\(name)' for --default-policy: expected one of \(names)")
+            }
+            defaultPolicy = policy
+        }
+        // Only the listed true values enable it (bug 3: the original took "0" for yes).
+        allowPolicyHeader = try env.flag(c.allowPolicyHeader, "PASSSAGE_ALLOW_POLICY_HEADER", option: "--allow-policy-header")
         verbose = try env.flag(c.verbose, "PASSSAGE_VERBOSE", option: "--verbose")
     }
 }
