@@ -15,7 +15,7 @@ import NIOHTTP1
 /// - `vary=ae`: `Vary: Accept-Encoding`; a request accepting gzip gets `Content-Encoding: gzip`
 ///   and the bytes of seed + 1,000,000 (not really gzip: other bytes are what a test can tell apart);
 /// - `cc=V`: the Cache-Control value (percent-decoded);
-/// - `failFrom=N`: from the N-th request for this path on, 503 (an origin that broke);
+/// - `failFrom=N`: from the N-th request for this path on, 503 or `failStatus` (an origin that broke);
 /// - `validators=both|etag|lm|none` (default both): which of ETag and Last-Modified are sent.
 ///   `If-None-Match` matching the ETag, or else `If-Modified-Since` equal to the Last-Modified,
 ///   gets a 304 (for whichever validators are sent).
@@ -32,7 +32,8 @@ enum ObjectResponse {
         let validators = query["validators"] ?? "both"
         if let failFrom = query["failFrom"].flatMap(Int.init),
            stats.requests(String(faultKey.split(separator: "?", maxSplits: 1)[0])) >= failFrom {
-            return .respond(.serviceUnavailable, HTTPHeaders([("Content-Length", "16")]), BodyPump.Body(offset: 0, count: 16))
+            let status = query["failStatus"].flatMap(Int.init).map { HTTPResponseStatus(statusCode: $0) } ?? .serviceUnavailable
+            return .respond(status, HTTPHeaders([("Content-Length", "16")]), BodyPump.Body(offset: 0, count: 16))
         }
         var seed = query["seed"].flatMap(Int64.init) ?? 0
         var headers = HTTPHeaders([("Content-Type", "application/octet-stream")])

@@ -22,10 +22,14 @@ public final class TestOriginServer: Sendable {
     public let channel: Channel
     private let openConnections: NIOLockedValueBox<Int>
     private let accepted: NIOLockedValueBox<Int>
+    /// Open connections, closed by `stop` with the listener: a stopped origin is down.
+    private let children: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
     /// Transfers, bytes and ranges served, across connections.
     public let stats: OriginStats
 
-    public var port: Int { channel.localAddress!.port! }
+    /// Kept from the start: a stopped server still names where it was (tests that stop the origin
+    /// keep asking for its URLs).
+    public let port: Int
 
     /// Connections open right now (to check that a cancelled download closed its upstream).
     public var connectionCount: Int { openConnections.withLockedValue { $0 } }
@@ -34,8 +38,10 @@ public final class TestOriginServer: Sendable {
     public var acceptedConnections: Int { accepted.withLockedValue { $0 } }
 
     private init(channel: Channel, openConnections: NIOLockedValueBox<Int>, accepted: NIOLockedValueBox<Int>,
-                 stats: OriginStats) {
+                 children: NIOLockedValueBox<[ObjectIdentifier: any Channel]>, stats: OriginStats) {
+        self.children = children
         self.channel = channel
+        self.port = channel.localAddress?.port ?? 0
         self.openConnections = openConnections
         self.accepted = accepted
         self.stats = stats
@@ -50,6 +56,7 @@ public final class TestOriginServer: Sendable {
         let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let counter = NIOLockedValueBox(0)
         let accepted = NIOLockedValueBox(0)
+        let children = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let stats = OriginStats()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -59,7 +66,12 @@ public final class TestOriginServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     counter.withLockedValue { $0 += 1 }
                     accepted.withLockedValue { $0 += 1 }
-                    channel.closeFuture.whenComplete { _ in counter.withLockedValue { $0 -= 1 } }
+                    let id = ObjectIdentifier(channel)
+                    children.withLockedValue { $0[id] = channel }
+                    channel.closeFuture.whenComplete { _ in
+                        counter.withLockedValue { $0 -= 1 }
+                        children.withLockedValue { _ = $0.removeValue(forKey: id) }
+                    }
                     if let sslContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                     }
@@ -69,10 +81,13 @@ public final class TestOriginServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
-        return TestOriginServer(channel: channel, openConnections: counter, accepted: accepted, stats: stats)
+        return TestOriginServer(channel: channel, openConnections: counter, accepted: accepted, children: children, stats: stats)
     }
 
     public func stop() async {
         try? await channel.close()
+        for child in children.withLockedValue({ Array($0.values) }) {
+            try? await child.close()
+        }
     }
 }

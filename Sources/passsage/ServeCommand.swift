@@ -142,7 +142,7 @@ struct ServeCommand: AsyncParsableCommand {
             embedded = try await EmbeddedCache.open(dataDirectory: dataDirectory, options: settings.cache, proxy: configuration,
                                                     logger: logger)
         }
-        let policies = ReloadablePolicyResolver(try settings.loadPolicies())
+        let policies = ReloadablePolicyResolver(settings.policies)
         if let file = settings.policyFile { logger.notice("policies from \(file): \(policies.rules.rules.count) rules") }
         var cacheSource: (@Sendable (DestinationGuard) -> any ResponseSource)?
         if let embedded {
@@ -193,6 +193,8 @@ struct Settings {
     var policyFile: String?
     var defaultPolicy: CachePolicy?
     var allowPolicyHeader: Bool
+    /// The rules at start-up (`loadPolicies()` reads them again on SIGHUP).
+    var policies = RuleSet()
     var verbose: Bool
 
     /// The policy file's rules (or the built-in table), with `--default-policy` applied.
@@ -304,5 +306,6 @@ struct Settings {
         // Only the listed true values enable it (bug 3: the original took "0" for yes).
         allowPolicyHeader = try env.flag(c.allowPolicyHeader, "PASSSAGE_ALLOW_POLICY_HEADER", option: "--allow-policy-header")
         verbose = try env.flag(c.verbose, "PASSSAGE_VERBOSE", option: "--verbose")
+        policies = try loadPolicies()
     }
 }

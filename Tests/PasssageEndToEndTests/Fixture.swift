@@ -12,14 +12,15 @@ struct Fixture {
     /// passsage's CA as fetched from `http://mitm.it/cert/pem` through the proxy.
     let proxyCAFile: String
 
-    static func start(proxyArguments: [String] = [], trustOrigin: Bool = true) async throws -> Fixture {
+    static func start(proxyArguments: [String] = [], environment: [String: String] = [:],
+                      trustOrigin: Bool = true) async throws -> Fixture {
         let directory = try makeTemporaryDirectory()
         let pki = try TestPKI()
         let originCAFile = directory + "/origin-ca.pem"
         try pki.caPEM.write(toFile: originCAFile, atomically: true, encoding: .utf8)
         let origin = try await TestOriginServer.start(tls: try pki.serverConfiguration())
         let trust = trustOrigin ? ["--upstream-ca-file", originCAFile] : []
-        let proxy = try await PasssageProcess.launch(trust + proxyArguments)
+        let proxy = try await PasssageProcess.launch(trust + proxyArguments, environment: environment)
         let proxyCAFile = directory + "/proxy-ca.pem"
         let fetched = try await curl(["-x", proxy.proxyURL, "-o", proxyCAFile, "-w", "%{http_code}",
                                       "http://mitm.it/cert/pem"])
@@ -47,9 +48,10 @@ struct Fixture {
 extension Fixture {
     /// A caching proxy (over a fresh data directory) in front of the TLS origin, for `body`; torn
     /// down whatever `body` does. `body` gets the fixture and the data directory.
-    static func withCachingProxy(arguments: [String] = [], _ body: (Fixture, String) async throws -> Void) async throws {
+    static func withCachingProxy(arguments: [String] = [], environment: [String: String] = [:],
+                                 _ body: (Fixture, String) async throws -> Void) async throws {
         let dataDirectory = try makeTemporaryDirectory()
-        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory] + arguments)
+        let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory] + arguments, environment: environment)
         try await withTeardown {
             try await body(fixture, dataDirectory)
         } teardown: {
