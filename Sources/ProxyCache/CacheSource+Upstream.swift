@@ -15,11 +15,7 @@ extension CacheSource {
         if entry.manifest == nil || ClientConditionals.notModified(lookup.headers, stored: entry.stored.headers) {
             return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
         }
-        var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
-                                       range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
-                                       cacheKey: id, manifest: entry.manifest)
-        request.cacheOnly = true
-        request.hitPieceSize = settings.hitPieceSize
+        var request = storedBodyRequest(entry, id: id, lookup: lookup)
         if background, let validators {
             Self.applyTimeouts(effectivePolicy(lookup, entry: entry), to: &request)
             guard await destinationAllowed(lookup) else { return .relay }
@@ -102,14 +98,20 @@ extension CacheSource {
         if entry.manifest == nil || ClientConditionals.notModified(lookup.headers, stored: entry.stored.headers) {
             return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
         }
+        let request = storedBodyRequest(entry, id: id, lookup: lookup)
+        let response = await dataPlane.serve(request)
+        guard response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true" else { return nil }
+        return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
+    }
+
+    /// A read of the stored body and nothing else (`cacheOnly`), with the client's range.
+    func storedBodyRequest(_ entry: CacheDocument.Entry, id: String, lookup: Lookup) -> DataPlaneRequest {
         var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers,
                                        range: ClientConditionals.range(lookup.headers, stored: entry.stored.headers),
                                        cacheKey: id, manifest: entry.manifest)
         request.cacheOnly = true
         request.hitPieceSize = settings.hitPieceSize
-        let response = await dataPlane.serve(request)
-        guard response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true" else { return nil }
-        return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
+        return request
     }
 
     /// The policy once the entry's Content-Type is known.
