@@ -31,15 +31,20 @@ final class CacheFill: Sendable, StoredChunkSource {
 
     /// Fields removed before `fields` are written (`StoreDirective.clearing`).
     let clearing: [String]
+    /// Written as `manifest_tag` with the manifest (`DataPlaneRequest.tagsFills`).
+    let tag: String?
     /// Which requests may share this download: those that send what the creator sent for the
     /// headers the response varies on.
     let varySelector: VarySelector
 
     init(key: String, download: ChunkedDownload, headers: HTTPHeaders, fields: MetadataFields = [:], clearing: [String] = [],
-         varySelector: VarySelector = VarySelector(response: [:], request: [:]), chunks: ChunkStore) {
+         varySelector: VarySelector = VarySelector(response: [:], request: [:]), tag: String? = nil, chunks: ChunkStore) {
         self.key = key
         self.download = download
+        var headers = headers
+        if let tag { headers.replaceOrAdd(name: CacheFill.tagHeader, value: tag) }
         self.headers = headers
+        self.tag = tag
         self.fields = fields
         self.clearing = clearing
         self.varySelector = varySelector
@@ -79,6 +84,7 @@ final class CacheFill: Sendable, StoredChunkSource {
             let manifest = try Manifest(chunkSize: plan.chunkSize, totalSize: plan.totalSize, chunks: stored)
             var document = fields
             document["manifest_b64"] = .string(ManifestCodec.encodeBase64(manifest))
+            if let tag { document["manifest_tag"] = .string(tag) }
             try await Self.write(document, clearing: clearing, to: key, in: metadata)
             logger.debug("cached", metadata: ["key": "\(key)", "size": "\(plan.totalSize)", "chunks": "\(stored.count)"])
             outcome.complete(.cached(manifest))
@@ -149,6 +155,18 @@ final class Completion<Value: Sendable>: Sendable {
 }
 
 extension CacheFill {
+    /// The response header that reports a download's `manifest_tag`.
+    static let tagHeader = "X-Xs3lerator-Fill-Tag"
+
+    /// A fresh fill tag: 128 random bits, hex.
+    static func newTag() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in
+            let hex = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+
     /// Writes a stored entry's document: first removes `clearing` (so objects are replaced, not
     /// merged), then merges `document`.
     static func write(_ document: MetadataFields, clearing: [String], to key: String, in metadata: any MetadataStore) async throws {

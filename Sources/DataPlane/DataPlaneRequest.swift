@@ -47,6 +47,11 @@ public struct DataPlaneRequest: Sendable {
     /// damaged), answer 504 with `X-Xs3lerator-Cache-Hit: false` instead of going upstream, so the
     /// caller decides how (and whether) to fetch it.
     public var cacheOnly = false
+    /// Tag each stored manifest with a fresh random `manifest_tag`, and report it to every reader
+    /// of the download in `X-Xs3lerator-Fill-Tag`. A caller that writes its own fields in a
+    /// separate update (passsage in split mode) writes the same tag beside them, and reads a
+    /// document as complete only when the two match: never new headers over old bytes.
+    public var tagsFills = false
     /// The size of the pieces a hit's body is read in. Large pieces make fewer trips to the
     /// thread pool; small ones hold less for a client that stops reading (one piece each).
     public var hitPieceSize = 1 << 20

@@ -6,8 +6,8 @@ import NIOHTTP1
 /// Manifest aliases (reference §3.9): a second key for the same chunks, for passsage's Vary
 /// variants.
 extension DataPlane {
-    /// Copies `source`'s manifest to `target` (only `manifest_b64`; the rest of the target's
-    /// document stays). Waits, up to the configured timeout, for a download of `source` that
+    /// Copies `source`'s manifest to `target` (only `manifest_b64` and its `manifest_tag`; the
+    /// rest of the target's document stays). Waits, up to the configured timeout, for a download of `source` that
     /// is still in flight. The chunks are shared, never copied; nothing deletes chunks inline,
     /// so refreshing either key never breaks the other.
     public func linkManifest(source: String, target: String) async -> DataPlaneResponse {
@@ -27,15 +27,20 @@ extension DataPlane {
                 return .text(.gatewayTimeout, "timeout: \(source) is still downloading after \(configuration.linkWaitTimeout)\n")
             }
         }
-        let manifest: Manifest?
+        let document: MetadataFields?
         do {
-            manifest = try await loadManifest(source)
+            document = try await storage.metadata.get([source])[source]
         } catch {
             return .text(.internalServerError, "internal error: reading the manifest of \(source): \(error)\n")
         }
-        guard let manifest else { return .text(.notFound, "not found: no manifest for \(source)\n") }
+        guard let encoded = document?["manifest_b64"]?.stringValue, !encoded.isEmpty,
+              let manifest = try? ManifestCodec.decodeBase64(encoded) else {
+            return .text(.notFound, "not found: no manifest for \(source)\n")
+        }
+        var fields: MetadataFields = ["manifest_b64": .string(ManifestCodec.encodeBase64(manifest))]
+        if let tag = document?["manifest_tag"]?.stringValue { fields["manifest_tag"] = .string(tag) }
         do {
-            try await storage.metadata.upsert(target, fields: ["manifest_b64": .string(ManifestCodec.encodeBase64(manifest))])
+            try await storage.metadata.upsert(target, fields: fields)
         } catch {
             return .text(.internalServerError, "internal error: writing the manifest of \(target): \(error)\n")
         }

@@ -59,6 +59,9 @@ extension DataPlane {
     private func revalidateInBackground(_ request: DataPlaneRequest, key: String) async -> DataPlaneResponse {
         guard case .served(let response) = await hit(request, key: key,
                                                      extraHeaders: ["X-Xs3lerator-Background-Revalidate": "accepted"]) else {
+            if request.cacheOnly {
+                return .text(.gatewayTimeout, "not in the cache\n", headers: ["X-Xs3lerator-Cache-Hit": "false"])
+            }
             return await miss(request, key: key)
         }
         let limit = configuration.maximumBackgroundRefreshes

@@ -106,7 +106,12 @@ extension DataPlane {
         }
         var headers = DataPlaneHeaders.clientResponseHeaders(from: response.headers)
         Self.addFinalURL(response, to: &headers)
+        let tag = request.tagsFills ? CacheFill.newTag() : nil
         if size == 0 {
+            if let tag {
+                fields["manifest_tag"] = .string(tag)
+                headers.replaceOrAdd(name: CacheFill.tagHeader, value: tag)
+            }
             await cacheEmptyBody(key: storeKey, fields: fields, clearing: clearing, metadata: storage.metadata)
             if registered { fills.abandon(key) }
             return Self.answer(range: request.range, size: 0, headers: headers, keyed: true).response
@@ -118,7 +123,8 @@ extension DataPlane {
         }
         let download = makeDownload(response, size: size, span: creatorSpan, upstream: upstream, caching: true)
         let fill = CacheFill(key: storeKey, download: download, headers: headers, fields: fields, clearing: clearing,
-                             varySelector: VarySelector(response: response.headers, request: request.headers), chunks: chunks)
+                             varySelector: VarySelector(response: response.headers, request: request.headers), tag: tag,
+                             chunks: chunks)
         if registered { fills.publish(key, fill) }
         download.start(initial: response.body, parallel: response.headers.first(name: "Accept-Ranges")?.lowercased() != "none")
         metrics.downloadStarted()

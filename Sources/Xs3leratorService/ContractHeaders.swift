@@ -18,6 +18,11 @@ public struct ContractHeaders: Sendable, Hashable {
     public var connectTimeout: Duration?
     /// `.some(nil)` is "no read timeout" (a value ≤ 0); nil is "use the default".
     public var readTimeout: Duration??
+    /// Answer from the cache or not at all (504 with `X-Xs3lerator-Cache-Hit: false`).
+    public var cacheOnly = false
+    /// Store only what RFC 9111 lets a shared cache store (no `no-store`, `private`, or
+    /// `Authorization` without permission): the caller is a shared cache and will not serve the rest.
+    public var sharedCache = false
     public var linkManifestSource: String?
     public var linkManifestTarget: String?
 
@@ -58,6 +63,8 @@ public struct ContractHeaders: Sendable, Hashable {
         backgroundRevalidate = flag("Background-Revalidate")
         if let connect = seconds("Connect-Timeout"), connect > 0 { connectTimeout = Self.duration(seconds: connect) }
         if let read = seconds("Read-Timeout") { readTimeout = read > 0 ? .some(Self.duration(seconds: read)) : .some(nil) }
+        cacheOnly = flag("Cache-Only")
+        sharedCache = flag("Shared-Cache")
         linkManifestSource = value("Link-Manifest-Source")
         linkManifestTarget = value("Link-Manifest-Target")
     }

@@ -1,3 +1,4 @@
+import CachePolicy
 import ChunkManifest
 import DataPlane
 import DownloadPlanning
@@ -76,7 +77,7 @@ struct RequestHandler: Sendable {
             }
             log.target = Self.withoutQuery(url)
             log.key = contract.cacheKey
-            let request = DataPlaneRequest(
+            var request = DataPlaneRequest(
                 url: url, method: head.method, headers: head.headers, range: head.headers.first(name: "Range"),
                 cacheKey: contract.cacheKey, cacheSkip: contract.cacheSkip,
                 manifest: contract.manifest.flatMap { try? ManifestCodec.decodeBase64($0) },
@@ -85,7 +86,18 @@ struct RequestHandler: Sendable {
                 // Turning verification off is only for callers who proved who they are.
                 tlsSkipVerify: authenticated && contract.tlsSkipVerify, followRedirects: contract.followRedirects,
                 connectTimeout: contract.connectTimeout, readTimeout: contract.readTimeout)
-            return { await dataPlane.serve(request) }
+            request.cacheOnly = contract.cacheOnly
+            // Callers that write their own fields beside the manifest match them by this tag.
+            request.tagsFills = true
+            if contract.sharedCache {
+                let requestHeaders = head.headers
+                request.storeFields = { status, headers in
+                    Storability.refusal(method: "GET", requestHeaders: requestHeaders, status: Int(status.code),
+                                        responseHeaders: headers) == nil ? StoreDirective(fields: [:]) : nil
+                }
+            }
+            let prepared = request
+            return { await dataPlane.serve(prepared) }
         case .POST:
             guard let source = contract.linkManifestSource, let target = contract.linkManifestTarget else {
                 return { Self.text(.badRequest, "bad request: POST needs X-Xs3lerator-Link-Manifest-Source and -Target\n") }

@@ -68,6 +68,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Directory for chunk files (unlinked, never visible). [XS3_TEMP_DIR, default $TMPDIR or /tmp]")
     var tempDir: String?
 
+    @Option(name: .customLong("upstream-ca-file"), help: "Extra PEM trust anchors for upstream TLS, added to the system store. [XS3_UPSTREAM_CA_FILE]")
+    var upstreamCAFile: String?
+
     @Flag(name: .customLong("upstream-tls-skip-verify"), help: "Do not verify upstream certificates (unsafe). [XS3_UPSTREAM_TLS_SKIP_VERIFY]")
     var upstreamTLSSkipVerify = false
 
@@ -209,6 +212,10 @@ struct ServeCommand: AsyncParsableCommand {
         if let token, !token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
             throw UsageError("invalid value for --auth-token: use visible ASCII characters only")
         }
+        let caFile = try env.value(upstreamCAFile, "XS3_UPSTREAM_CA_FILE", option: "--upstream-ca-file").flatMap { $0.isEmpty ? nil : $0 }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw UsageError("invalid value '\(caFile)' for --upstream-ca-file: not a readable file")
+        }
         let service = Xs3leratorConfiguration(
             bindHost: try env.value(bindIP, "XS3_BIND_IP", option: "--bind-ip") ?? "0.0.0.0", port: port,
             shutdownGracePeriod: grace, authToken: token, requestHeadTimeout: headTimeout, writeStallTimeout: stallTimeout)
@@ -218,7 +225,7 @@ struct ServeCommand: AsyncParsableCommand {
             upstreamTLSSkipVerify: try env.flag(upstreamTLSSkipVerify, "XS3_UPSTREAM_TLS_SKIP_VERIFY", option: "--upstream-tls-skip-verify"),
             upstreamConnectTimeout: connect, upstreamReadTimeout: read,
             passthrough: try env.flag(passthrough, "XS3_PASSTHROUGH", option: "--passthrough"),
-            maximumRangeWorkers: maximumWorkers, hitReadAhead: hitReadAhead, uploadConcurrency: uploads)
+            maximumRangeWorkers: maximumWorkers, hitReadAhead: hitReadAhead, uploadConcurrency: uploads, upstreamCAFile: caFile)
         return (service, dataPlane)
     }
 }
