@@ -124,7 +124,7 @@ let package = Package(
         ]),
         // xs3lerator's HTTP shell: routing, contract headers, auth, access log, graceful shutdown.
         .target(name: "Xs3leratorService", dependencies: nio + [
-            "DataPlane", "DownloadEngine", "DownloadPlanning", "HTTPRules", "StorageCore", "ChunkManifest",
+            "CachePolicy", "DataPlane", "DownloadEngine", "DownloadPlanning", "HTTPRules", "StorageCore", "ChunkManifest",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -161,7 +161,7 @@ let package = Package(
         .executableTarget(name: "passsage", dependencies: [
             "ForwardProxy", "CommandLineSupport",
             "CertificateAuthority", "OriginConnections",
-            "ProxyCache", "DataPlane", "DownloadEngine", "StorageSetup", "MetadataStore", "CachePolicy", "PolicyFile",
+            "ProxyCache", "RemoteDataPlane", "DataPlane", "DownloadEngine", "StorageSetup", "MetadataStore", "CachePolicy", "PolicyFile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -183,6 +183,12 @@ let package = Package(
         ]),
         // passsage's cache: the response source that looks entries up, decides and serves them
         // through the data plane.
+        // The data plane as a separate xs3lerator over HTTP (split mode).
+        .target(name: "RemoteDataPlane", dependencies: nio + [
+            "ChunkManifest", "DataPlane", "HTTPRules", "MetadataStore", "ProxyCache", "StorageCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "ProxyCache", dependencies: nio + [
             "CachePolicy", "ChunkManifest", "DataPlane", "ForwardProxy", "HTTPRules", "MetadataStore",
             "OriginConnections", "Recency", "StorageCore",
@@ -205,13 +211,16 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
-        .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage", "MetadataStore", "StorageCore"]),
+        .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage", "xs3lerator", "MetadataStore",
+                                                                         "StorageCore", "FakeElasticsearch"]),
         // Real xs3lerator processes against our origin: downloads, ranges, timeouts, cancellation, memory.
         .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + [
             "TestOrigin", "TestSupport", "xs3lerator", "FakeElasticsearch", "MetadataStore",
         ], exclude: ["check_chunks.py"]),
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
-        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + [.product(name: "NIOEmbedded", package: "swift-nio"), "DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane"]),
+        .testTarget(name: "DataPlaneLogicTests", dependencies: nio + [.product(name: "NIOEmbedded", package: "swift-nio"), "DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane",
+                                                                "ProxyCache", "RemoteDataPlane", "MetadataStore", "ChunkManifest",
+                                                                .product(name: "Logging", package: "swift-log")]),
         // The data plane in process (no HTTP server): misses, hits, collapsing, damage, revalidation,
         // aliases, against our origin, local stores and SQLite.
         .testTarget(name: "DataPlaneTests", dependencies: nio + [

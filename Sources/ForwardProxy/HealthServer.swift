@@ -12,8 +12,18 @@ public final class Readiness: Sendable {
     }
 
     private let box = NIOLockedValueBox(State.starting)
+    private let reporter = NIOLockedValueBox<(@Sendable () -> [String])?>(nil)
 
     public init() {}
+
+    /// Where `/health` learns what is degraded (the cache's metadata store or data plane being
+    /// unreachable, say): one line each, none when all is well.
+    public func reportDegradations(with report: @escaping @Sendable () -> [String]) {
+        reporter.withLockedValue { $0 = report }
+    }
+
+    /// What is degraded right now.
+    public var degradations: [String] { reporter.withLockedValue { $0 }?() ?? [] }
 
     public var state: State {
         get { box.withLockedValue { $0 } }
@@ -69,9 +79,18 @@ final class HealthHandler: ChannelInboundHandler {
         let text: String
         switch (method, path) {
         case (.GET, "/health"), (.HEAD, "/health"):
+            // Degraded is still 200: requests are served (passed through), so a load balancer
+            // must keep sending them; the body says what is wrong.
             let state = readiness.state
+            let degradations = state == .ready ? readiness.degradations : []
             status = state == .ready ? .ok : .serviceUnavailable
-            text = state == .ready ? "ok\n" : "\(state.rawValue)\n"
+            if state != .ready {
+                text = "\(state.rawValue)\n"
+            } else if degradations.isEmpty {
+                text = "ok\n"
+            } else {
+                text = "degraded\n" + degradations.map { $0 + "\n" }.joined()
+            }
         case (_, "/health"):
             status = .methodNotAllowed
             text = "method not allowed\n"

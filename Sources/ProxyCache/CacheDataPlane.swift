@@ -25,3 +25,15 @@ extension CacheDataPlane {
 
 /// The embedded default: the data plane in this process.
 extension DataPlane: CacheDataPlane {}
+
+extension DataPlaneResponse {
+    static let unavailableHeader = "X-Passsage-Data-Plane-Unavailable"
+
+    /// A remote data plane's answer when it cannot be reached: the cache then passes the request
+    /// to the origin relay, as if the cache were off.
+    public static func dataPlaneUnavailable() -> DataPlaneResponse {
+        DataPlaneResponse(status: .badGateway, headers: [unavailableHeader: "true"])
+    }
+
+    public var isDataPlaneUnavailable: Bool { headers.first(name: Self.unavailableHeader) != nil }
+}

@@ -29,9 +29,21 @@ enum CacheDocument {
             "last_access": .string(Timestamps.formatISO8601(responseTime)),
             "initial_age": .int(initialAge),
             "url": .string(String(url.prefix(512))),
+            // Written with the manifest in one update here; split mode sets both (`tagsMatch`).
+            "manifest_tag": .null,
+            "fields_tag": .null,
         ]
         if let contentSize { fields["content_size"] = .int(contentSize) }
         return fields
+    }
+
+    /// Whether the manifest and the other fields were written for the same download. In split
+    /// mode xs3lerator writes `manifest_b64` with its `manifest_tag` and passsage the rest with
+    /// `fields_tag`, in two updates in either order; until both carry the same tag the document
+    /// pairs headers with another download's bytes and is not served. Written in one update
+    /// (embedded), both are null.
+    static func tagsMatch(_ document: MetadataFields) -> Bool {
+        document["manifest_tag"]?.stringValue == document["fields_tag"]?.stringValue
     }
 
     /// What a stored document holds for serving.
@@ -59,7 +71,7 @@ enum CacheDocument {
             manifest = try? ManifestCodec.decodeBase64(encoded)
         }
         let hasBody = !(300..<400).contains(Int(status))
-        if hasBody, manifest == nil { return nil }
+        if hasBody, manifest == nil || !tagsMatch(document) { return nil }
         let initialAge = document["initial_age"]?.intValue ?? 0
         return Entry(stored: StoredResponse(status: Int(status), headers: headers, responseTime: storedAt, initialAge: initialAge),
                      manifest: manifest, contentSize: document["content_size"]?.intValue ?? manifest?.totalSize)

@@ -25,7 +25,8 @@ extension CacheSource {
             request.storeFields = storeFields(lookup, requestTime: Self.now(), stored: nil)
         }
         let response = await dataPlane.serve(request)
-        if response.headers.first(name: "X-Xs3lerator-Cache-Hit") != "true", !background {
+        if response.isDataPlaneUnavailable { return .relay }
+        if response.headers.first(name: "X-Xs3lerator-Cache-Hit") != "true" {
             // The stored body is gone or damaged: fetch it like a stale entry, vetted and checked.
             return await fetch(lookup, forward: .stale, requestTime: Self.now(), variant: id == lookup.key.id ? nil : id)
         }
@@ -51,6 +52,7 @@ extension CacheSource {
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored,
                                           keepingEntryOnFailure: staleIfError ? policy.policy : nil)
         let response = await dataPlane.serve(request)
+        if response.isDataPlaneUnavailable { return .relay }
         let forward = Self.forward(reason)
         switch response.headers.first(name: "X-Xs3lerator-Revalidated") {
         case "true":
@@ -100,7 +102,7 @@ extension CacheSource {
         }
         let request = storedBodyRequest(entry, id: id, lookup: lookup)
         let response = await dataPlane.serve(request)
-        guard response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true" else { return nil }
+        guard !response.isDataPlaneUnavailable, response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true" else { return nil }
         return stream(response, entry: entry, freshness: freshness, status: status, lookup: lookup)
     }
 
@@ -142,6 +144,7 @@ extension CacheSource {
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored,
                                           keepingEntryOnFailure: fallback == nil ? nil : policy.policy)
         let response = await dataPlane.serve(request)
+        if response.isDataPlaneUnavailable { return .relay }
         if let fallback, Self.fallsBack(status: response.status, policy: policy.policy),
            let plan = await serveFallback(fallback.entry, id: fallback.id, freshness: fallback.freshness, forward: forward,
                                           failedStatus: response.status, lookup: lookup) {

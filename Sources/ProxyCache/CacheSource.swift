@@ -51,6 +51,9 @@ public final class CacheSource: ResponseSource {
     let logger: Logger
     /// Where found entries' `last_access` is batched, when it is kept.
     let accessTimes: AccessTimes?
+    /// The metadata store's and data plane's availability; a dependency that is down passes
+    /// requests through to the origin relay.
+    let health: CacheHealth
     /// The metadata store's memory, when it has one: lookups of hot entries then never wait.
     let memo: MemoizedMetadataStore?
     /// Keys of recently requested URLs, and the vary keys of recent `Accept-Encoding` values:
@@ -60,7 +63,8 @@ public final class CacheSource: ResponseSource {
 
     public init(dataPlane: any CacheDataPlane, metadata: any MetadataStore, destinations: DestinationGuard,
                 resolver: any PolicyResolver = DefaultPolicyResolver(), settings: CacheSettings = CacheSettings(),
-                accessTimes: AccessTimes? = nil, logger: Logger) {
+                accessTimes: AccessTimes? = nil, health: CacheHealth? = nil, logger: Logger) {
+        self.health = health ?? CacheHealth(logger: logger)
         self.dataPlane = dataPlane
         self.metadata = metadata
         self.destinations = destinations
@@ -266,11 +270,18 @@ public final class CacheSource: ResponseSource {
         if let known {
             found = known
         } else {
+            guard health.allows(.metadata) else {
+                health.passedThrough(.metadata)
+                return .relay
+            }
             do {
                 found = try await find(lookup)
+                health.succeeded(.metadata)
             } catch {
                 // Fail open: without metadata the proxy still proxies.
-                logger.warning("cache lookup failed; relaying", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
+                logger.debug("cache lookup failed; relaying", metadata: ["key": "\(lookup.key.id)", "error": "\(error)"])
+                health.failed(.metadata, error: "\(error)")
+                health.passedThrough(.metadata)
                 return .relay
             }
         }

@@ -31,6 +31,9 @@ public struct StorageOptions: Sendable {
     public var embeddedCapacityBytes: Int64?
     public var elasticsearchURL: String?
     public var elasticsearchIndex = "passsage_meta"
+    /// Used only when the index is created (passsage creates it; xs3lerator expects it).
+    public var elasticsearchShards = 9
+    public var elasticsearchReplicas = 1
     public var dataDirectory = "xs3lerator-data"
     public var environment: [String: String] = [:]
 
@@ -121,7 +124,9 @@ public struct StorageSetup: Sendable {
         let metadata: any MetadataStore
         if let url = options.elasticsearchURL {
             do {
-                let store = try ElasticsearchMetadataStore(configuration: .init(url: url, index: options.elasticsearchIndex),
+                let store = try ElasticsearchMetadataStore(configuration: .init(url: url, index: options.elasticsearchIndex,
+                                                                                          shards: options.elasticsearchShards,
+                                                                                          replicas: options.elasticsearchReplicas),
                                                            logger: Logger(label: "xs3lerator.elasticsearch"))
                 closers.append { try? await store.shutdown() }
                 metadata = store

@@ -10,6 +10,7 @@ import NIOCore
 import OriginConnections
 import PolicyFile
 import ProxyCache
+import RemoteDataPlane
 import ServiceLifecycle
 import StorageSetup
 #if canImport(FoundationEssentials)
@@ -109,6 +110,36 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Let a client's X-Passsage-Policy header choose its request's policy (trusted clients only). [PASSSAGE_ALLOW_POLICY_HEADER]")
     var allowPolicyHeader = false
 
+    @Option(help: "A separate xs3lerator serving the cache's bodies (split mode); needs --elasticsearch-url. [PASSSAGE_XS3LERATOR_URL]")
+    var xs3leratorURL: String?
+
+    @Option(help: "Sent to xs3lerator in X-Xs3lerator-Auth; its --auth-token. [PASSSAGE_XS3LERATOR_AUTH_TOKEN]")
+    var xs3leratorAuthToken: String?
+
+    @Option(help: "Elasticsearch for the cache's metadata, shared with xs3lerator and other passsage replicas; without it, SQLite under --data-dir. [PASSSAGE_ELASTICSEARCH_URL]")
+    var elasticsearchURL: String?
+
+    @Option(help: "Index of the metadata documents. [PASSSAGE_ELASTICSEARCH_META_INDEX, default passsage_meta]")
+    var elasticsearchMetaIndex: String?
+
+    @Option(help: "Shards of the index, when passsage creates it. [PASSSAGE_ELASTICSEARCH_SHARDS, default 9]")
+    var elasticsearchShards: Int?
+
+    @Option(help: "Replicas of the index, when passsage creates it. [PASSSAGE_ELASTICSEARCH_REPLICAS, default 1]")
+    var elasticsearchReplicas: Int?
+
+    @Option(help: "How often batched last_access updates are sent, in seconds or e.g. 30s. [PASSSAGE_ELASTICSEARCH_FLUSH_INTERVAL, default 30]")
+    var elasticsearchFlushInterval: DurationValue?
+
+    @Option(help: "S3 bucket for the embedded data plane's chunks, with a disk cache under --data-dir; not used with --xs3lerator-url. [S3_BUCKET]")
+    var s3Bucket: String?
+
+    @Option(help: "S3 endpoint for MinIO, LocalStack or moto (path-style). [S3_ENDPOINT_URL, default AWS]")
+    var s3Endpoint: String?
+
+    @Option(help: "S3 region. [AWS_REGION, default us-east-1]")
+    var s3Region: String?
+
     @Flag(name: .customLong("no-cache"), help: "Run as a plain forward proxy: nothing is cached. [PASSSAGE_NO_CACHE]")
     var noCache = false
 
@@ -137,10 +168,10 @@ struct ServeCommand: AsyncParsableCommand {
         case .generated(let directory): logger.notice("CA generated in \(directory)")
         }
         let leaves = try LeafCertificateCache(authority: authority)
-        var embedded: EmbeddedCache?
+        var embedded: CacheBackend?
         if let dataDirectory = settings.dataDirectory {
-            embedded = try await EmbeddedCache.open(dataDirectory: dataDirectory, options: settings.cache, proxy: configuration,
-                                                    logger: logger)
+            embedded = try await CacheBackend.open(dataDirectory: dataDirectory, options: settings.cache, proxy: configuration,
+                                                   environment: environment, logger: logger)
         }
         let policies = ReloadablePolicyResolver(settings.policies)
         if let file = settings.policyFile { logger.notice("policies from \(file): \(policies.rules.rules.count) rules") }
@@ -157,6 +188,9 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             await embedded?.close()
             throw error
+        }
+        if let health = embedded?.health {
+            service.readiness.reportDegradations { health.degradations() }
         }
         let reloader = PolicyReloader(resolver: policies, settings: settings, logger: logger)
         let group = ServiceGroup(configuration: .init(
@@ -189,13 +223,57 @@ struct Settings {
     var caDirectory: String
     /// nil: no cache (`--no-cache`).
     var dataDirectory: String?
-    var cache = EmbeddedCache.Options()
+    var cache = CacheBackend.Options()
     var policyFile: String?
     var defaultPolicy: CachePolicy?
     var allowPolicyHeader: Bool
     /// The rules at start-up (`loadPolicies()` reads them again on SIGHUP).
     var policies = RuleSet()
     var verbose: Bool
+
+    /// The shared stores and the remote data plane, when given.
+    private static func readStorage(_ c: ServeCommand, env: EnvironmentResolver, into cache: inout CacheBackend.Options,
+                                    maximumConnections: Int?) throws {
+        func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
+        if let url = nonEmpty(try env.value(c.elasticsearchURL, "PASSSAGE_ELASTICSEARCH_URL", option: "--elasticsearch-url")) {
+            guard url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://") else {
+                throw UsageError("invalid value '\(url)' for --elasticsearch-url: expected an http(s) URL such as http://elasticsearch:9200")
+            }
+            var elasticsearch = CacheBackend.ElasticsearchOptions(url: url)
+            if let index = nonEmpty(try env.value(c.elasticsearchMetaIndex, "PASSSAGE_ELASTICSEARCH_META_INDEX", option: "--elasticsearch-meta-index")) {
+                elasticsearch.index = index
+            }
+            if let shards = try env.value(c.elasticsearchShards, "PASSSAGE_ELASTICSEARCH_SHARDS", option: "--elasticsearch-shards") {
+                guard shards >= 1 else { throw UsageError("invalid value '\(shards)' for --elasticsearch-shards: must be at least 1") }
+                elasticsearch.shards = shards
+            }
+            if let replicas = try env.value(c.elasticsearchReplicas, "PASSSAGE_ELASTICSEARCH_REPLICAS", option: "--elasticsearch-replicas") {
+                guard replicas >= 0 else { throw UsageError("invalid value '\(replicas)' for --elasticsearch-replicas: must not be negative") }
+                elasticsearch.replicas = replicas
+            }
+            if let interval = try positive(env.value(c.elasticsearchFlushInterval, "PASSSAGE_ELASTICSEARCH_FLUSH_INTERVAL",
+                                                     option: "--elasticsearch-flush-interval"), option: "--elasticsearch-flush-interval") {
+                elasticsearch.flushInterval = Duration(interval)
+            }
+            cache.elasticsearch = elasticsearch
+        }
+        if let url = nonEmpty(try env.value(c.xs3leratorURL, "PASSSAGE_XS3LERATOR_URL", option: "--xs3lerator-url")) {
+            guard url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://"),
+                  url.split(separator: "/", omittingEmptySubsequences: true).count >= 2 else {
+                throw UsageError("invalid value '\(url)' for --xs3lerator-url: expected an http(s) URL such as http://xs3lerator:8090")
+            }
+            guard cache.elasticsearch != nil else {
+                throw UsageError("--xs3lerator-url needs --elasticsearch-url: passsage and xs3lerator share the metadata index")
+            }
+            var remote = RemoteDataPlaneConfiguration(url: url)
+            remote.authToken = nonEmpty(try env.value(c.xs3leratorAuthToken, "PASSSAGE_XS3LERATOR_AUTH_TOKEN", option: "--xs3lerator-auth-token"))
+            if let limit = maximumConnections { remote.maximumConnections = limit }
+            cache.xs3lerator = remote
+        }
+        cache.s3Bucket = nonEmpty(try env.value(c.s3Bucket, "S3_BUCKET", option: "--s3-bucket"))
+        cache.s3Endpoint = nonEmpty(try env.value(c.s3Endpoint, "S3_ENDPOINT_URL", option: "--s3-endpoint"))
+        cache.s3Region = nonEmpty(try env.value(c.s3Region, "AWS_REGION", option: "--s3-region")) ?? "us-east-1"
+    }
 
     /// The policy file's rules (or the built-in table), with `--default-policy` applied.
     func loadPolicies() throws -> RuleSet {
@@ -294,6 +372,9 @@ struct Settings {
             cache.memoryBytes = Int(min(memory ?? 64 << 20, 1 << 40))
             let largest = try env.value(c.memoryCacheMaxObject, "PASSSAGE_MEMORY_CACHE_MAX_OBJECT", option: "--memory-cache-max-object")?.bytes
             cache.memoryObjectLimit = Int(min(largest ?? 256 << 10, 1 << 40))
+        }
+        if dataDirectory != nil {
+            try Self.readStorage(c, env: env, into: &cache, maximumConnections: proxy.maxClientConnections)
         }
         policyFile = try env.value(c.policyFile, "PASSSAGE_POLICY_FILE", option: "--policy-file")
         if let name = try env.value(c.defaultPolicy, "PASSSAGE_DEFAULT_POLICY", option: "--default-policy") {

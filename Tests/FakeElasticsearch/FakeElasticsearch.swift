@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import TestSupport
@@ -19,12 +20,14 @@ public final class FakeElasticsearch: Sendable {
         case apiKey(String)
     }
 
-    private let server: TestHTTPServer
+    private let server: NIOLockedValueBox<TestHTTPServer?>
     private let cluster: FakeCluster
-    public var url: String { server.url }
+    public let port: Int
+    public var url: String { "http://127.0.0.1:\(port)" }
 
     private init(server: TestHTTPServer, cluster: FakeCluster) {
-        self.server = server
+        self.server = NIOLockedValueBox(server)
+        self.port = server.port
         self.cluster = cluster
     }
 
@@ -34,8 +37,16 @@ public final class FakeElasticsearch: Sendable {
         return FakeElasticsearch(server: server, cluster: cluster)
     }
 
+    /// Stops answering and closes its connections, as a node that went down; `restart` brings
+    /// it back on the same port with the same documents.
     public func stop() async {
-        await server.stop()
+        await server.withLockedValue { server in defer { server = nil }; return server }?.stop()
+    }
+
+    public func restart() async throws {
+        let cluster = self.cluster
+        let started = try await TestHTTPServer.start(port: port) { request in cluster.answer(request) }
+        server.withLockedValue { $0 = started }
     }
 
     /// The next `count` calls named `call` fail with `status` and an error of `type`. Calls are

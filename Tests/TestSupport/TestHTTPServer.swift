@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -36,32 +37,44 @@ public final class TestHTTPServer: Sendable {
     public typealias Handler = @Sendable (TestHTTPRequest) async -> TestHTTPResponse
 
     private let channel: any Channel
+    private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
     public let port: Int
     public var url: String { "http://127.0.0.1:\(port)" }
 
-    private init(channel: any Channel, port: Int) {
+    private init(channel: any Channel, port: Int, connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>) {
         self.channel = channel
         self.port = port
+        self.connections = connections
     }
 
-    public static func start(maximumBodySize: Int = 64 << 20, handler: @escaping Handler) async throws -> TestHTTPServer {
+    /// `port` 0 picks a free one; a given one lets a stopped server come back where it was.
+    public static func start(port: Int = 0, maximumBodySize: Int = 64 << 20, handler: @escaping Handler) async throws -> TestHTTPServer {
+        let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
                         TestHTTPServerHandler(maximumBodySize: maximumBodySize, handler: handler))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0)
+            .bind(host: "127.0.0.1", port: port)
             .get()
-        guard let port = channel.localAddress?.port else { throw HarnessError("test server has no port") }
-        return TestHTTPServer(channel: channel, port: port)
+        guard let bound = channel.localAddress?.port else { throw HarnessError("test server has no port") }
+        return TestHTTPServer(channel: channel, port: bound, connections: connections)
     }
 
+    /// Stops listening and closes the open connections: the server is down, as a stopped
+    /// process would be.
     public func stop() async {
         try? await channel.close()
+        for connection in connections.withLockedValue({ Array($0.values) }) {
+            try? await connection.close()
+        }
     }
 }
 

@@ -1,0 +1,277 @@
+import FakeElasticsearch
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+import TestOrigin
+import TestSupport
+
+/// Split mode: passsage and xs3lerator as two processes, sharing S3 on moto (signatures checked)
+/// and the Elasticsearch fake, in front of our TLS origin.
+final class SplitStack: Sendable {
+    static let token = "split-mode-test-token"
+
+    let directory: String
+    let originCAFile: String
+    let origin: TestOriginServer
+    let moto: MotoServer
+    let elastic: FakeElasticsearch
+    private let xs3Box: NIOLockedValueBox<ServiceProcess>
+    let xs3Port: Int
+    let proxy: PasssageProcess
+    let proxyCAFile: String
+
+    var xs3: ServiceProcess { xs3Box.withLockedValue { $0 } }
+    var originURL: String { "https://localhost:\(origin.port)" }
+
+    private init(directory: String, originCAFile: String, origin: TestOriginServer, moto: MotoServer, elastic: FakeElasticsearch,
+                 xs3: ServiceProcess, proxy: PasssageProcess, proxyCAFile: String) {
+        self.directory = directory
+        self.originCAFile = originCAFile
+        self.origin = origin
+        self.moto = moto
+        self.elastic = elastic
+        self.xs3Box = NIOLockedValueBox(xs3)
+        self.xs3Port = xs3.port
+        self.proxy = proxy
+        self.proxyCAFile = proxyCAFile
+    }
+
+    static func with(_ body: (SplitStack) async throws -> Void) async throws {
+        let directory = try makeTemporaryDirectory()
+        let pki = try TestPKI()
+        let originCAFile = directory + "/origin-ca.pem"
+        try pki.caPEM.write(toFile: originCAFile, atomically: true, encoding: .utf8)
+        let origin = try await TestOriginServer.start(tls: try pki.serverConfiguration())
+        var started: (MotoServer?, FakeElasticsearch?, ServiceProcess?, PasssageProcess?) = (nil, nil, nil, nil)
+        let stack: SplitStack
+        do {
+            let moto = try await MotoServer.start()
+            started.0 = moto
+            let elastic = try await FakeElasticsearch.start()
+            started.1 = elastic
+            let xs3 = try await launchXs3(port: 0, directory: directory, moto: moto, elastic: elastic, originCAFile: originCAFile)
+            started.2 = xs3
+            let proxy = try await launchProxy(xs3Port: xs3.port, directory: directory, elastic: elastic, originCAFile: originCAFile)
+            started.3 = proxy
+            let proxyCAFile = try await fetchCA(proxy, into: directory + "/proxy-ca.pem")
+            stack = SplitStack(directory: directory, originCAFile: originCAFile, origin: origin, moto: moto, elastic: elastic,
+                               xs3: xs3, proxy: proxy, proxyCAFile: proxyCAFile)
+        } catch {
+            started.3?.stop()
+            started.2?.stop()
+            await started.1?.stop()
+            await started.0?.stop()
+            await origin.stop()
+            throw error
+        }
+        try await withTeardown {
+            try await body(stack)
+        } teardown: {
+            stack.proxy.stop()
+            stack.xs3.stop()
+            await stack.elastic.stop()
+            await stack.moto.stop()
+            await origin.stop()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    static func launchXs3(port: Int, directory: String, moto: MotoServer, elastic: FakeElasticsearch,
+                          originCAFile: String) async throws -> ServiceProcess {
+        let temporary = directory + "/xs3-tmp"
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        return try await ServiceProcess.launch(
+            builtExecutable("xs3lerator"),
+            ["--bind-ip", "127.0.0.1", "--port", String(port), "--temp-dir", temporary,
+             "--s3-bucket", moto.bucket, "--s3-endpoint", moto.endpoint, "--elasticsearch-url", elastic.url,
+             "--auth-token", token, "--upstream-ca-file", originCAFile, "--chunk-size", "1MiB", "--range-size", "1MiB",
+             "--data-dir", directory + "/xs3-data"],
+            environment: moto.environment(), clearingPrefixes: ["XS3_"], marker: "xs3lerator listening on ")
+    }
+
+    static func launchProxy(xs3Port: Int, directory: String, elastic: FakeElasticsearch,
+                            originCAFile: String) async throws -> PasssageProcess {
+        try await PasssageProcess.launch([
+            "--data-dir", try makeTemporaryDirectory(), "--upstream-ca-file", originCAFile,
+            "--xs3lerator-url", "http://127.0.0.1:\(xs3Port)", "--xs3lerator-auth-token", token,
+            "--elasticsearch-url", elastic.url, "--health-port", String(try unusedPort()), "--health-host", "127.0.0.1",
+        ])
+    }
+
+    static func fetchCA(_ proxy: PasssageProcess, into file: String) async throws -> String {
+        let fetched = try await curl(["-x", proxy.proxyURL, "-o", file, "-w", "%{http_code}", "http://mitm.it/cert/pem"])
+        guard fetched.stdout == "200" else { throw HarnessError("fetching the CA failed: \(fetched.stdout) \(fetched.stderr)") }
+        return file
+    }
+
+    /// Stops xs3lerator (SIGKILL: as if it crashed) and waits for it to be gone.
+    func stopXs3() async {
+        xs3.stop()
+        _ = await xs3.waitForExit(timeout: 10)
+    }
+
+    /// Starts xs3lerator again on its port.
+    func restartXs3() async throws {
+        let started = try await Self.launchXs3(port: xs3Port, directory: directory, moto: moto, elastic: elastic,
+                                               originCAFile: originCAFile)
+        xs3Box.withLockedValue { $0 = started }
+    }
+
+    /// One request through `proxy` (default: the first passsage): its headers, the body into `file`.
+    func get(_ url: String, through proxy: PasssageProcess? = nil, caFile: String? = nil,
+             output file: String = "/dev/null") async throws -> String {
+        let proxy = proxy ?? self.proxy
+        return try await curl(["-x", proxy.proxyURL, "--cacert", caFile ?? proxyCAFile, "-s", "-D", "-", "-o", file, url]).stdout
+    }
+
+    func health(of proxy: PasssageProcess? = nil) async throws -> String {
+        let port = try #require((proxy ?? self.proxy).healthPort)
+        return try await curl(["-s", "http://127.0.0.1:\(port)/health"]).stdout
+    }
+
+    /// Requests `url` until its `Cache-Status` satisfies `condition`.
+    func poll(_ url: String, _ what: String, through proxy: PasssageProcess? = nil, caFile: String? = nil,
+              until condition: @escaping (String) -> Bool) async throws -> String {
+        var last = ""
+        try await waitUntil(timeout: 20, what) {
+            last = try await self.get(url, through: proxy, caFile: caFile)
+            return condition(SplitModeTests.cacheStatus(last))
+        }
+        return last
+    }
+}
+
+@Suite("Split mode: passsage and xs3lerator as two processes over S3 and Elasticsearch")
+struct SplitModeTests {
+    static func cacheStatus(_ output: String) -> String { CachingTests.headers(output)["cache-status"] ?? "" }
+    static func isHit(_ status: String) -> Bool { status.hasPrefix("passsage;hit") }
+
+    @Test("miss, hit and revalidation; no X-Xs3lerator header reaches the client; a second passsage gets the first one's hits")
+    func missHitRevalidationAndASecondProxy() async throws {
+        try await SplitStack.with { stack in
+            let size: Int64 = 3_000_000
+            let path = "/object/\(size)"
+            let url = "\(stack.originURL)\(path)?cc=max-age%3D600"
+            let body = stack.directory + "/body"
+            let miss = try await stack.get(url, output: body)
+            #expect(CachingTests.status(miss) == "200")
+            #expect(Self.cacheStatus(miss).contains("fwd=uri-miss") && Self.cacheStatus(miss).contains("stored"), "\(miss)")
+            #expect(!miss.lowercased().contains("x-xs3lerator-"), "\(miss)")
+            #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
+
+            // The manifest lands once xs3lerator has stored every chunk in S3.
+            let hit = try await stack.poll(url, "a hit") { Self.isHit($0) }
+            #expect(!hit.lowercased().contains("x-xs3lerator-"), "\(hit)")
+            let requests = stack.origin.stats.requests(path)
+            _ = try await stack.get(url, output: body)
+            #expect(stack.origin.stats.requests(path) == requests, "a hit asks nothing of the origin")
+            #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
+            let ranged = try await curl(["-x", stack.proxy.proxyURL, "--cacert", stack.proxyCAFile, "-s", "-D", "-",
+                                         "-o", body, "-r", "1000-1999", url]).stdout
+            #expect(CachingTests.status(ranged) == "206" && Self.isHit(Self.cacheStatus(ranged)), "\(ranged)")
+            #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 1000..<2000))
+
+            // Revalidation: an entry that expires after a second is asked with its validator.
+            let short = "\(stack.originURL)/object/5000?cc=max-age%3D1"
+            _ = try await stack.poll(short, "the short-lived entry") { !$0.isEmpty && !$0.contains("uri-miss") }
+            let revalidated = try await stack.poll(short, "a revalidation") { $0.hasPrefix("passsage;fwd=stale;fwd-status=304") }
+            #expect(CachingTests.status(revalidated) == "200")
+            #expect(stack.origin.stats.conditionalRequests >= 1)
+
+            // A second passsage sharing S3 and the index: the first one's entries are its hits.
+            let second = try await SplitStack.launchProxy(xs3Port: stack.xs3Port, directory: stack.directory,
+                                                          elastic: stack.elastic, originCAFile: stack.originCAFile)
+            try await withTeardown {
+                let caFile = try await SplitStack.fetchCA(second, into: stack.directory + "/second-ca.pem")
+                let before = stack.origin.stats.requests(path)
+                let shared = try await stack.get(url, through: second, caFile: caFile, output: body)
+                #expect(Self.isHit(Self.cacheStatus(shared)), "\(shared)")
+                #expect(stack.origin.stats.requests(path) == before)
+                #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
+            } teardown: {
+                second.stop()
+            }
+        }
+    }
+
+    @Test("concurrent cold requests through the remote data plane share one download")
+    func collapsing() async throws {
+        try await SplitStack.with { stack in
+            let size = 4_000_000
+            let url = "\(stack.originURL)/object/\(size)?rate=4000000&cc=max-age%3D600"
+            // What one download costs the origin (parallel ranges overlap the first response a little).
+            var sentBefore = stack.origin.stats.bytesSent
+            _ = try await stack.get(url + "&alone=1", output: stack.directory + "/alone")
+            let single = stack.origin.stats.bytesSent - sentBefore
+            sentBefore = stack.origin.stats.bytesSent
+            let sums = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        let file = stack.directory + "/cold\(index)"
+                        _ = try await stack.get(url, output: file)
+                        return try await sha256Hex(ofFile: file)
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(Set(sums) == [OriginContent.sha256(range: 0..<Int64(size))])
+            let sent = stack.origin.stats.bytesSent - sentBefore
+            #expect(sent < single * 2, "10 clients cost the origin \(sent) bytes; one download costs \(single)")
+            _ = try await stack.poll(url, "a hit") { Self.isHit($0) }
+        }
+    }
+
+    @Test("with Elasticsearch down requests pass through, /health says so and counts them; when it is back, hits return")
+    func elasticsearchDown() async throws {
+        try await SplitStack.with { stack in
+            let path = "/object/20000"
+            let url = "\(stack.originURL)\(path)?cc=max-age%3D600"
+            _ = try await stack.poll(url, "a hit") { Self.isHit($0) }
+            #expect(try await stack.health() == "ok\n")
+
+            await stack.elastic.stop()
+            let body = stack.directory + "/body"
+            let requests = stack.origin.stats.requests(path)
+            for _ in 0..<3 {
+                let passed = try await stack.get(url, output: body)
+                #expect(CachingTests.status(passed) == "200", "\(passed)")
+                #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<20000))
+            }
+            #expect(stack.origin.stats.requests(path) == requests + 3, "passed through to the origin")
+            let health = try await stack.health()
+            #expect(health.hasPrefix("degraded\n") && health.contains("metadata store unavailable"), "\(health)")
+            #expect(health.contains("3 requests passed through"), "\(health)")
+
+            try await stack.elastic.restart()
+            _ = try await stack.poll(url, "hits again") { Self.isHit($0) }
+            #expect(try await stack.health() == "ok\n")
+        }
+    }
+
+    @Test("with xs3lerator down requests go straight upstream, /health says so; when it is back, hits return")
+    func xs3leratorDown() async throws {
+        try await SplitStack.with { stack in
+            let path = "/object/30000"
+            let url = "\(stack.originURL)\(path)?cc=max-age%3D600"
+            _ = try await stack.poll(url, "a hit") { Self.isHit($0) }
+
+            await stack.stopXs3()
+            let body = stack.directory + "/body"
+            let requests = stack.origin.stats.requests(path)
+            let direct = try await stack.get(url, output: body)
+            #expect(CachingTests.status(direct) == "200", "\(direct)")
+            #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<30000))
+            #expect(stack.origin.stats.requests(path) == requests + 1, "straight to the origin")
+            // A miss goes direct too.
+            let other = try await stack.get("\(stack.originURL)/object/1234", output: body)
+            #expect(CachingTests.status(other) == "200", "\(other)")
+            #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<1234))
+            let health = try await stack.health()
+            #expect(health.hasPrefix("degraded\n") && health.contains("data plane unavailable"), "\(health)")
+
+            try await stack.restartXs3()
+            _ = try await stack.poll(url, "hits again") { Self.isHit($0) }
+            #expect(try await stack.health() == "ok\n")
+        }
+    }
+}
