@@ -116,7 +116,7 @@ public final class RemoteDataPlane: CacheDataPlane {
     // MARK: One request
 
     func send(_ request: DataPlaneRequest, fieldsWhen: FieldsWrite) async -> DataPlaneResponse {
-        var outgoing = HTTPClientRequest(url: configuration.url + "/" + request.url)
+        var outgoing = HTTPClientRequest(url: Self.target(for: request.url, configuration: configuration))
         outgoing.method = request.method
         outgoing.headers = Self.contractHeaders(request, configuration: configuration)
         let answer: HTTPClientResponse
@@ -165,6 +165,11 @@ public final class RemoteDataPlane: CacheDataPlane {
             }
         }
         return DataPlaneResponse(status: answer.status, headers: headers, body: body)
+    }
+
+    /// `<xs3lerator>/<absolute URL>`: the URL as it is, never re-encoded or collapsed.
+    static func target(for url: String, configuration: RemoteDataPlaneConfiguration) -> String {
+        configuration.url + "/" + url
     }
 
     /// The request's contract headers, its client headers (minus `Range`, sent from `range`) and

@@ -130,4 +130,19 @@ struct SplitModeLogicTests {
         let off = ContractHeaders(["X-Xs3lerator-Cache-Only": "yes", "X-Xs3lerator-Shared-Cache": "1"])
         #expect(!off.cacheOnly && !off.sharedCache)
     }
+
+    @Test("bug 22: a document with a manifest alone (xs3lerator's half, nothing of passsage's) is never an entry")
+    func bug22ManifestOnlyDocuments() throws {
+        let manifest = try Manifest(chunkSize: 1 << 20, totalSize: 3, chunks: [ChunkID(algorithm: .sha256, hex: String(repeating: "ef", count: 32))!])
+        let document: MetadataFields = ["manifest_b64": .string(ManifestCodec.encodeBase64(manifest)), "manifest_tag": .string("t")]
+        #expect(CacheDocument.entry(document) == nil)
+    }
+
+    @Test("bug 20: an https xs3lerator URL keeps its scheme and default port; a trailing slash is not doubled")
+    func bug20HTTPSURLs() {
+        let secure = RemoteDataPlaneConfiguration(url: "https://xs3.internal/")
+        #expect(RemoteDataPlane.target(for: "https://pypi.org/simple/", configuration: secure) == "https://xs3.internal/https://pypi.org/simple/")
+        let plain = RemoteDataPlaneConfiguration(url: "http://xs3:8090")
+        #expect(RemoteDataPlane.target(for: "http://a/b?c=d", configuration: plain) == "http://xs3:8090/http://a/b?c=d")
+    }
 }

@@ -94,7 +94,8 @@ final class SplitStack: Sendable {
         try await PasssageProcess.launch([
             "--data-dir", try makeTemporaryDirectory(), "--upstream-ca-file", originCAFile,
             "--xs3lerator-url", "http://127.0.0.1:\(xs3Port)", "--xs3lerator-auth-token", token,
-            "--elasticsearch-url", elastic.url, "--health-port", String(try unusedPort()), "--health-host", "127.0.0.1",
+            "--elasticsearch-url", elastic.url, "--elasticsearch-flush-interval", "1",
+            "--health-port", String(try unusedPort()), "--health-host", "127.0.0.1",
         ])
     }
 
@@ -163,13 +164,19 @@ struct SplitModeTests {
             let hit = try await stack.poll(url, "a hit") { Self.isHit($0) }
             #expect(!hit.lowercased().contains("x-xs3lerator-"), "\(hit)")
             let requests = stack.origin.stats.requests(path)
+            let lookups = stack.elastic.requestCount("_mget")
             _ = try await stack.get(url, output: body)
             #expect(stack.origin.stats.requests(path) == requests, "a hit asks nothing of the origin")
+            #expect(stack.elastic.requestCount("_mget") == lookups + 1, "one _mget per request")
             #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
             let ranged = try await curl(["-x", stack.proxy.proxyURL, "--cacert", stack.proxyCAFile, "-s", "-D", "-",
                                          "-o", body, "-r", "1000-1999", url]).stdout
             #expect(CachingTests.status(ranged) == "206" && Self.isHit(Self.cacheStatus(ranged)), "\(ranged)")
             #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 1000..<2000))
+
+            // last_access of the hits goes out in _bulk batches (every second here).
+            try await waitUntil(timeout: 10, "a _bulk batch") { stack.elastic.requestCount("_bulk") > 0 }
+            #expect(stack.elastic.requestCount("_update") > 0, "entries are written as partial updates")
 
             // Revalidation: an entry that expires after a second is asked with its validator.
             let short = "\(stack.originURL)/object/5000?cc=max-age%3D1"
@@ -221,7 +228,7 @@ struct SplitModeTests {
         }
     }
 
-    @Test("with Elasticsearch down requests pass through, /health says so and counts them; when it is back, hits return")
+    @Test("with Elasticsearch down requests pass through, /health says so and counts them (bug 24); when it is back, hits return")
     func elasticsearchDown() async throws {
         try await SplitStack.with { stack in
             let path = "/object/20000"
@@ -272,6 +279,41 @@ struct SplitModeTests {
             try await stack.restartXs3()
             _ = try await stack.poll(url, "hits again") { Self.isHit($0) }
             #expect(try await stack.health() == "ok\n")
+        }
+    }
+
+    @Test("one passsage over S3 and Elasticsearch without an xs3lerator: the embedded data plane stores there, and a second passsage gets hits")
+    func embeddedOverSharedStores() async throws {
+        try await SplitStack.with { stack in
+            func launch() async throws -> PasssageProcess {
+                try await PasssageProcess.launch(
+                    ["--data-dir", try makeTemporaryDirectory(), "--upstream-ca-file", stack.originCAFile,
+                     "--s3-bucket", stack.moto.bucket, "--s3-endpoint", stack.moto.endpoint, "--elasticsearch-url", stack.elastic.url,
+                     "--elasticsearch-meta-index", "embedded_meta"],
+                    environment: stack.moto.environment())
+            }
+            let first = try await launch()
+            let second = try await launch()
+            try await withTeardown {
+                let firstCA = try await SplitStack.fetchCA(first, into: stack.directory + "/first-ca.pem")
+                let secondCA = try await SplitStack.fetchCA(second, into: stack.directory + "/second-ca.pem")
+                let size: Int64 = 2_500_000
+                let path = "/object/\(size)"
+                let url = "\(stack.originURL)\(path)?cc=max-age%3D600"
+                let body = stack.directory + "/body"
+                let miss = try await stack.get(url, through: first, caFile: firstCA, output: body)
+                #expect(Self.cacheStatus(miss).contains("stored"), "\(miss)")
+                #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
+                let requests = stack.origin.stats.requests(path)
+                let shared = try await stack.poll(url, "a hit through the second passsage", through: second, caFile: secondCA) { Self.isHit($0) }
+                #expect(stack.origin.stats.requests(path) == requests, "\(shared)")
+                _ = try await stack.get(url, through: second, caFile: secondCA, output: body)
+                #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
+                #expect(stack.xs3.output.components(separatedBy: "status=").count == 1, "xs3lerator served nothing")
+            } teardown: {
+                first.stop()
+                second.stop()
+            }
         }
     }
 }
