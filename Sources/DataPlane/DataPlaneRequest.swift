@@ -112,10 +112,16 @@ public struct StoreDirective: Sendable {
     /// headers) is replaced rather than merged with the previous entry's. In between, the document
     /// lacks them: a reader must treat it as incomplete.
     public var clearing: [String]
+    /// A usable entry is stored under the key, and this replaces it. In-process the fields go with
+    /// the manifest in one update either way; a caller that writes its fields separately (split
+    /// mode) then waits for the whole body, so the old entry stays until the new one is complete,
+    /// and otherwise writes them at once, so that requests meanwhile join the download.
+    public var replacesEntry: Bool
 
-    public init(key: String? = nil, fields: MetadataFields, clearing: [String] = []) {
+    public init(key: String? = nil, fields: MetadataFields, clearing: [String] = [], replacesEntry: Bool = false) {
         self.key = key
         self.fields = fields
         self.clearing = clearing
+        self.replacesEntry = replacesEntry
     }
 }

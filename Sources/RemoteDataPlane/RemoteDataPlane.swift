@@ -57,7 +57,8 @@ public struct RemoteDataPlaneConfiguration: Sendable {
 ///
 /// Storing is split: xs3lerator writes the manifest (with a `manifest_tag`, reported to every
 /// reader in `X-Xs3lerator-Fill-Tag`), and this writes passsage's fields (the `storeFields`
-/// directive) with the same tag as `fields_tag`, once the client has had the whole body. A
+/// directive) with the same tag as `fields_tag`: at once for a new entry, and once the client has
+/// had the whole body for one that replaces an entry (which stays valid until then). A
 /// document is served only when the two tags match (`CacheDocument.tagsMatch`), so no reader ever
 /// pairs new headers with old bytes, whichever write lands first. A variant stored under another
 /// id than its download's gets the manifest by a manifest alias.
@@ -107,7 +108,8 @@ public final class RemoteDataPlane: CacheDataPlane {
 
     /// When passsage's fields are written for a download xs3lerator stores.
     enum FieldsWrite {
-        /// Once the whole body has reached the client: until then the entry it replaces stays.
+        /// Once the whole body has reached the client: until then the entry it replaces stays
+        /// (only for a directive that `replacesEntry`; others are written at once).
         case bodyComplete
         /// At once (nobody reads the body: a background refresh).
         case head
@@ -154,7 +156,9 @@ public final class RemoteDataPlane: CacheDataPlane {
             let (status, upstreamHeaders) = Self.upstreamView(status: answer.status, headers: headers)
             if let directive = storeFields(status, upstreamHeaders) {
                 let write = { @Sendable [self] in await writeFields(directive, tag: tag, downloadKey: key) }
-                switch fieldsWhen {
+                // Nothing to keep: written now, the document waits for the manifest, and requests
+                // meanwhile miss and join the download in flight instead of starting another.
+                switch directive.replacesEntry ? fieldsWhen : .head {
                 case .head:
                     tasks.run(write)
                 case .bodyComplete:

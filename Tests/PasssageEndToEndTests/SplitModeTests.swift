@@ -89,9 +89,9 @@ final class SplitStack: Sendable {
             environment: moto.environment(), clearingPrefixes: ["XS3_"], marker: "xs3lerator listening on ")
     }
 
-    static func launchProxy(xs3Port: Int, directory: String, elastic: FakeElasticsearch,
-                            originCAFile: String) async throws -> PasssageProcess {
-        try await PasssageProcess.launch([
+    static func launchProxy(xs3Port: Int, directory: String, elastic: FakeElasticsearch, originCAFile: String,
+                            arguments: [String] = []) async throws -> PasssageProcess {
+        try await PasssageProcess.launch(arguments + [
             "--data-dir", try makeTemporaryDirectory(), "--upstream-ca-file", originCAFile,
             "--xs3lerator-url", "http://127.0.0.1:\(xs3Port)", "--xs3lerator-auth-token", token,
             "--elasticsearch-url", elastic.url, "--elasticsearch-flush-interval", "1",
@@ -304,8 +304,11 @@ struct SplitModeTests {
                 let miss = try await stack.get(url, through: first, caFile: firstCA, output: body)
                 #expect(Self.cacheStatus(miss).contains("stored"), "\(miss)")
                 #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
+                // Stored once the whole body is in S3.
+                _ = try await stack.poll(url, "a hit through the first passsage", through: first, caFile: firstCA) { Self.isHit($0) }
                 let requests = stack.origin.stats.requests(path)
-                let shared = try await stack.poll(url, "a hit through the second passsage", through: second, caFile: secondCA) { Self.isHit($0) }
+                let shared = try await stack.get(url, through: second, caFile: secondCA)
+                #expect(Self.isHit(Self.cacheStatus(shared)), "\(shared)")
                 #expect(stack.origin.stats.requests(path) == requests, "\(shared)")
                 _ = try await stack.get(url, through: second, caFile: secondCA, output: body)
                 #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<size))
@@ -313,6 +316,27 @@ struct SplitModeTests {
             } teardown: {
                 first.stop()
                 second.stop()
+            }
+        }
+    }
+
+    @Test("a rule's read timeout reaches xs3lerator as a contract header: 504 on a slow origin, in the rule's time")
+    func perRuleTimeoutsReachXs3lerator() async throws {
+        try await SplitStack.with { stack in
+            let file = stack.directory + "/policies.yaml"
+            try "rules:\n  - match: {path_suffix: /1109}\n    policy: Standard\n    timeouts: {read: 1s}\n".write(toFile: file, atomically: true, encoding: .utf8)
+            let proxy = try await SplitStack.launchProxy(xs3Port: stack.xs3Port, directory: stack.directory, elastic: stack.elastic,
+                                                         originCAFile: stack.originCAFile, arguments: ["--policy-file", file])
+            try await withTeardown {
+                let caFile = try await SplitStack.fetchCA(proxy, into: stack.directory + "/rule-ca.pem")
+                let started = ContinuousClock.now
+                // xs3lerator's own read timeout is 300 s and passsage's 60 s: only the rule's 1 s answers this soon.
+                let answer = try await stack.get("\(stack.originURL)/object/1109?delay=10000", through: proxy, caFile: caFile)
+                #expect(CachingTests.status(answer) == "504", "\(answer)")
+                #expect(ContinuousClock.now - started < .seconds(8))
+                try await waitUntil(timeout: 10, "xs3lerator to log its 504") { stack.xs3.output.contains("status=504") }
+            } teardown: {
+                proxy.stop()
             }
         }
     }
