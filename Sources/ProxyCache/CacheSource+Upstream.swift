@@ -84,6 +84,36 @@ extension CacheSource {
         }
     }
 
+    /// Why a decision goes upstream with the entry as its fallback, or nil when it has none.
+    static func fallbackReason(_ decision: CacheDecision) -> CacheDecision.ForwardReason? {
+        switch decision {
+        case .refetch(let reason, true), .revalidate(_, true, let reason): reason
+        default: nil
+        }
+    }
+
+    /// A HEAD whose entry is its fallback (StaleIfError, AlwaysUpstream, `stale-if-error`): asked
+    /// upstream through the data plane; a failure is answered from the entry's metadata, anything
+    /// else relayed as it came.
+    func headWithFallback(_ decided: Decided, lookup: Lookup) async -> ResponsePlan {
+        guard let entry = decided.entry, let freshness = decided.freshness,
+              let reason = Self.fallbackReason(decided.decision) else { return .relay }
+        guard await destinationAllowed(lookup) else { return .relay }
+        let policy = effectivePolicy(lookup, entry: entry)
+        var request = DataPlaneRequest(url: lookup.url, method: .HEAD, headers: lookup.headers)
+        Self.applyTimeouts(policy, to: &request)
+        let response = await dataPlane.serve(request)
+        if response.isDataPlaneUnavailable { return .relay }
+        let forward = Self.forward(reason)
+        if Self.fallsBack(status: response.status, policy: policy.policy) {
+            let status = CacheStatus(hit: true, forward: forward, forwardStatus: Int(response.status.code),
+                                     ttl: freshness.lifetime - freshness.age, detail: "stale-if-error")
+            return .local(localAnswer(entry, freshness: freshness, status: status, request: lookup))
+        }
+        return relayFromDataPlane(response, status: CacheStatus(forward: forward, forwardStatus: Int(response.status.code)),
+                                  lookup: lookup)
+    }
+
     /// Whether an upstream answer counts as a failure a policy's fallback covers: a 5xx (the data
     /// plane's own 502 and 504 for unreachable and silent origins among them), and under
     /// StaleIfError a 404 or 410 too (a mirror that dropped a file the CI still asks for).

@@ -222,6 +222,9 @@ public final class CacheSource: ResponseSource {
             // HEAD is answered from a fresh entry's metadata, with its real length; otherwise the
             // origin answers it.
             if case .gatewayTimeout = decided.decision { return .local(Self.notCached(entry: entry != nil)) }
+            // Under a policy whose fallback is the cache, a HEAD goes upstream through the data
+            // plane, so that a failure can be answered from the entry (`headWithFallback`).
+            if entry != nil, Self.fallbackReason(decided.decision) != nil { return nil }
             guard case .hit = decided.decision, let entry, let freshness else { return .relay }
             return .local(localAnswer(entry, freshness: freshness, status: CacheStatus(hit: true, ttl: freshness.remaining),
                                       request: lookup))
@@ -287,6 +290,7 @@ public final class CacheSource: ResponseSource {
         }
         let decided = decide(lookup, found: found, requestTime: requestTime)
         if let plan = immediatePlan(decided, lookup: lookup, loaded: nil) { return plan }
+        if lookup.isHead { return await headWithFallback(decided, lookup: lookup) }
         switch decided.decision {
         case .miss:
             return await fetch(lookup, forward: found.varyIndex ? .varyMiss : .uriMiss, requestTime: requestTime,

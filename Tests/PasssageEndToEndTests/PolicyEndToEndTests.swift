@@ -90,6 +90,8 @@ struct PolicyEndToEndTests {
             #expect(Self.cacheStatus(down).contains("detail=stale-if-error"), "\(down)")
             #expect(CachingTests.status(down) == "200")
             #expect(try await sha256Hex(ofFile: fixture.directory + "/down") == OriginContent.sha256(range: 0..<1102))
+            let head = try await fixture.proxiedCurl(["-s", "-I", url]).stdout
+            #expect(CachingTests.status(head) == "200" && Self.cacheStatus(head).contains("detail=stale-if-error"), "\(head)")
         }
     }
 
@@ -113,6 +115,11 @@ struct PolicyEndToEndTests {
             #expect(CachingTests.status(down) == "200", "\(down)")
             #expect(Self.cacheStatus(down).contains("detail=stale-if-error"), "\(down)")
             #expect(try await sha256Hex(ofFile: fixture.directory + "/down") == OriginContent.sha256(range: 0..<1103))
+            // A HEAD falls back too, with the stored length.
+            let headDown = try await fixture.proxiedCurl(["-s", "-I", url]).stdout
+            #expect(CachingTests.status(headDown) == "200", "\(headDown)")
+            #expect(Self.cacheStatus(headDown).contains("detail=stale-if-error"), "\(headDown)")
+            #expect(CachingTests.headers(headDown)["content-length"] == "1103", "\(headDown)")
         }
     }
 
