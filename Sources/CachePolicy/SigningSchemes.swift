@@ -17,10 +17,12 @@ enum SigningSchemes {
     }
 
     static let schemes: [Scheme] = [
-        // AWS Signature Version 4 query authentication (S3 presigned URLs, other services).
+        // AWS Signature Version 4 query authentication (S3 presigned URLs, other services), with
+        // what SDKs add to the URLs they sign: the payload hash and their own user agent.
         Scheme(name: "aws-sigv4", recognisedBy: ["x-amz-signature", "x-amz-credential"],
                parameters: ["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
-                            "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token"]),
+                            "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token",
+                            "x-amz-content-sha256", "x-amz-user-agent"]),
         // AWS Signature Version 2 query authentication (older S3 presigned URLs).
         Scheme(name: "aws-sigv2", recognisedBy: ["awsaccesskeyid", "signature"],
                parameters: ["awsaccesskeyid", "signature", "expires", "x-amz-security-token"]),
