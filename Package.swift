@@ -220,7 +220,8 @@ let package = Package(
         // The data plane's pure logic: planning, ranges, ramp, chunk board, contract headers.
         .testTarget(name: "DataPlaneLogicTests", dependencies: nio + [.product(name: "NIOEmbedded", package: "swift-nio"), "DownloadPlanning", "DownloadEngine", "StorageCore", "Xs3leratorService", "DataPlane",
                                                                 "ProxyCache", "RemoteDataPlane", "MetadataStore", "ChunkManifest",
-                                                                .product(name: "Logging", package: "swift-log")]),
+                                                                .product(name: "Logging", package: "swift-log"),
+                                                                .product(name: "AsyncHTTPClient", package: "async-http-client")]),
         // The data plane in process (no HTTP server): misses, hits, collapsing, damage, revalidation,
         // aliases, against our origin, local stores and SQLite.
         .testTarget(name: "DataPlaneTests", dependencies: nio + [

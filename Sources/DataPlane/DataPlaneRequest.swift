@@ -47,6 +47,10 @@ public struct DataPlaneRequest: Sendable {
     /// damaged), answer 504 with `X-Xs3lerator-Cache-Hit: false` instead of going upstream, so the
     /// caller decides how (and whether) to fetch it.
     public var cacheOnly = false
+    /// Where a keyed download is stored when its response has no `Vary` (and `storeFields` names
+    /// no key): the URL's own id, while `cacheKey` (what downloads are shared under) may also name
+    /// the request's `Accept-Encoding`. Saves a caller that stores by URL a manifest alias.
+    public var unvariedKey: String?
     /// Tag each stored manifest with a fresh random `manifest_tag`, and report it to every reader
     /// of the download in `X-Xs3lerator-Fill-Tag`. A caller that writes its own fields in a
     /// separate update (passsage in split mode) writes the same tag beside them, and reads a
@@ -112,16 +116,10 @@ public struct StoreDirective: Sendable {
     /// headers) is replaced rather than merged with the previous entry's. In between, the document
     /// lacks them: a reader must treat it as incomplete.
     public var clearing: [String]
-    /// A usable entry is stored under the key, and this replaces it. In-process the fields go with
-    /// the manifest in one update either way; a caller that writes its fields separately (split
-    /// mode) then waits for the whole body, so the old entry stays until the new one is complete,
-    /// and otherwise writes them at once, so that requests meanwhile join the download.
-    public var replacesEntry: Bool
 
-    public init(key: String? = nil, fields: MetadataFields, clearing: [String] = [], replacesEntry: Bool = false) {
+    public init(key: String? = nil, fields: MetadataFields, clearing: [String] = []) {
         self.key = key
         self.fields = fields
         self.clearing = clearing
-        self.replacesEntry = replacesEntry
     }
 }

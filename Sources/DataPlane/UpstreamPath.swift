@@ -87,6 +87,7 @@ extension DataPlane {
         var fields: MetadataFields = [:]
         var clearing: [String] = []
         var storeKey = key
+        if let unvaried = request.unvariedKey, !response.headers.contains(name: "vary") { storeKey = unvaried }
         if let storeFields = request.storeFields {
             guard let directive = storeFields(response.status, response.headers) else {
                 // The caller's rules forbid storing this response (no-store, private, ...).
@@ -95,7 +96,7 @@ extension DataPlane {
             }
             fields = directive.fields
             clearing = directive.clearing
-            storeKey = directive.key ?? key
+            storeKey = directive.key ?? storeKey
         }
         guard hasTemporarySpace() else {
             // No room for chunk files: relay as it comes, cache nothing (reference §5.9).

@@ -59,9 +59,11 @@ enum CacheDocument {
     /// manifest is a download that never completed; one with a manifest alone was written by
     /// xs3lerator without passsage).
     static func entry(_ document: MetadataFields) -> Entry? {
+        // Split mode keeps the headers under their download's tag (see `tagsMatch`).
+        let taggedHeaders = document["fields_tag"]?.stringValue.flatMap { document["headers_by_tag"]?.objectValue?[$0]?.objectValue }
         guard let status = document["status_code"]?.intValue,
               let storedAt = document["stored_at"]?.stringValue.flatMap(Timestamps.parseISO8601),
-              let stored = document["headers"]?.objectValue else { return nil }
+              let stored = taggedHeaders ?? document["headers"]?.objectValue else { return nil }
         var headers = HTTPHeaders()
         for name in stored.keys.sorted() {
             if let value = stored[name]?.stringValue { headers.add(name: name, value: value) }

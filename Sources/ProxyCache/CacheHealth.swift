@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 
 /// One dependency's availability as a value: down from its first failure until a call succeeds.
 /// While down, calls are not attempted until `retryAt` (so a dead dependency costs a request
-/// nothing, not a timeout each); after it, the next call probes it again.
+/// nothing, not a timeout each); after it, one call probes it again.
 struct Availability: Sendable, Equatable {
     private(set) var downSince: ContinuousClock.Instant?
     private(set) var retryAt: ContinuousClock.Instant?
@@ -13,10 +13,13 @@ struct Availability: Sendable, Equatable {
 
     var isDown: Bool { downSince != nil }
 
-    /// Whether a call may be made at `now`.
-    func allows(at now: ContinuousClock.Instant) -> Bool {
+    /// Whether a call may be made at `now`. While down, one call is let through per `retryAfter`
+    /// (the probe); the others pass through until it answers.
+    mutating func allows(at now: ContinuousClock.Instant, retryAfter: Duration) -> Bool {
         guard let retryAt else { return true }
-        return now >= retryAt
+        guard now >= retryAt else { return false }
+        self.retryAt = now + retryAfter
+        return true
     }
 
     /// Records a failed call; true when this is the change from up to down.
@@ -61,7 +64,7 @@ public final class CacheHealth: Sendable {
     /// Whether `dependency` may be called now: up, or due for a probe.
     public func allows(_ dependency: Dependency) -> Bool {
         let now = ContinuousClock.now
-        return states.withLockedValue { $0[dependency, default: Availability()].allows(at: now) }
+        return states.withLockedValue { $0[dependency, default: Availability()].allows(at: now, retryAfter: retryAfter) }
     }
 
     public func failed(_ dependency: Dependency, error: String) {

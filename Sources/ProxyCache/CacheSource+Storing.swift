@@ -41,10 +41,9 @@ extension CacheSource {
     /// A varying response is stored as the variant this request selects; any other under the
     /// URL's id, whatever key its download was shared under. A `content_type` rule that says
     /// NoCache keeps the response out. `keepingEntryOnFailure`: the policy whose fallback may
-    /// serve the stored entry, which a failure (`fallsBack`) must then not replace. `replacing`: a
-    /// usable entry is stored, which the response replaces (`StoreDirective.replacesEntry`).
+    /// serve the stored entry, which a failure (`fallsBack`) must then not replace.
     func storeFields(_ lookup: Lookup, requestTime: Int64, stored: NIOLockedValueBox<Bool?>?,
-                     keepingEntryOnFailure fallbackPolicy: CachePolicy? = nil, replacing: Bool = false)
+                     keepingEntryOnFailure fallbackPolicy: CachePolicy? = nil)
         -> @Sendable (HTTPResponseStatus, HTTPHeaders) -> StoreDirective? {
         { status, headers in
             let policy = lookup.resolution.resolved(contentType: headers.first(name: "content-type"))
@@ -71,7 +70,7 @@ extension CacheSource {
                     fields["vary_request"] = .string(selected)
                 }
             }
-            return StoreDirective(key: target, fields: fields, clearing: ["headers"], replacesEntry: replacing)
+            return StoreDirective(key: target, fields: fields, clearing: ["headers"])
         }
     }
 

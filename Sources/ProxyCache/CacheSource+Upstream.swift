@@ -50,7 +50,7 @@ extension CacheSource {
         request.hitPieceSize = settings.hitPieceSize
         Self.applyTimeouts(policy, to: &request)
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored,
-                                          keepingEntryOnFailure: staleIfError ? policy.policy : nil, replacing: true)
+                                          keepingEntryOnFailure: staleIfError ? policy.policy : nil)
         let response = await dataPlane.serve(request)
         if response.isDataPlaneUnavailable { return .relay }
         let forward = Self.forward(reason)
@@ -161,20 +161,20 @@ extension CacheSource {
 
     /// `variant`: the id the vary index selects for this request, if the URL has one; downloads are
     /// then shared per variant, otherwise per URL and `Accept-Encoding`. `fallback`: a stored entry
-    /// (and its id) to serve if upstream fails. `replacing`: a usable entry is stored, which this
-    /// fetch replaces.
+    /// (and its id) to serve if upstream fails.
     func fetch(_ lookup: Lookup, forward: CacheStatus.Forward, requestTime: Int64, variant: String?,
-               fallback: (entry: CacheDocument.Entry, id: String, freshness: Freshness)? = nil,
-               replacing: Bool = false) async -> ResponsePlan {
+               fallback: (entry: CacheDocument.Entry, id: String, freshness: Freshness)? = nil) async -> ResponsePlan {
         guard await destinationAllowed(lookup) else { return .relay }
         let hadVaryIndex = variant != nil
         let policy = effectivePolicy(lookup, entry: fallback?.entry)
         let stored = NIOLockedValueBox<Bool?>(nil)
         var request = DataPlaneRequest(url: lookup.url, headers: lookup.headers, range: Self.upstreamRange(lookup.headers),
                                        cacheKey: variant ?? lookup.downloadKey, cacheSkip: true)
+        // Shared per Accept-Encoding, stored by URL when the response turns out not to vary.
+        if variant == nil, lookup.downloadKey != lookup.key.id { request.unvariedKey = lookup.key.id }
         Self.applyTimeouts(policy, to: &request)
         request.storeFields = storeFields(lookup, requestTime: requestTime, stored: stored,
-                                          keepingEntryOnFailure: fallback == nil ? nil : policy.policy, replacing: replacing)
+                                          keepingEntryOnFailure: fallback == nil ? nil : policy.policy)
         let response = await dataPlane.serve(request)
         if response.isDataPlaneUnavailable { return .relay }
         if let fallback, Self.fallsBack(status: response.status, policy: policy.policy),

@@ -298,7 +298,7 @@ public final class CacheSource: ResponseSource {
         case .refetch(let reason, let staleIfError):
             let fallback = staleIfError ? decided.entry.map { ($0, found.id, decided.freshness!) } : nil
             return await fetch(lookup, forward: Self.forward(reason), requestTime: requestTime,
-                               variant: found.varyIndex ? found.id : nil, fallback: fallback, replacing: decided.entry != nil)
+                               variant: found.varyIndex ? found.id : nil, fallback: fallback)
         default:
             break
         }

@@ -24,9 +24,6 @@ public struct RemoteDataPlaneConfiguration: Sendable {
     /// The longest silence from xs3lerator before a request to it fails. It waits on origins
     /// itself (with the rule's timeouts), so this is generous.
     public var readTimeout: Duration
-    /// Once xs3lerator is found unreachable, requests go straight upstream for this long before
-    /// it is tried again.
-    public var retryAfter: Duration
     /// Connections to xs3lerator at once; one per request in flight, so as many as client
     /// connections.
     public var maximumConnections: Int
@@ -37,14 +34,13 @@ public struct RemoteDataPlaneConfiguration: Sendable {
     public var inlineManifestLimit: Int
 
     public init(url: String, authToken: String? = nil, connectTimeout: Duration = .seconds(2),
-                readTimeout: Duration = .seconds(600), retryAfter: Duration = .seconds(1),
+                readTimeout: Duration = .seconds(600),
                 maximumConnections: Int = 1024, maximumBackgroundRefreshes: Int = 32,
                 inlineManifestLimit: Int = 48 << 10) {
         self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
         self.authToken = authToken
         self.connectTimeout = connectTimeout
         self.readTimeout = readTimeout
-        self.retryAfter = retryAfter
         self.maximumConnections = maximumConnections
         self.maximumBackgroundRefreshes = maximumBackgroundRefreshes
         self.inlineManifestLimit = inlineManifestLimit
@@ -92,8 +88,10 @@ public final class RemoteDataPlane: CacheDataPlane {
     }
 
     /// Waits for the metadata writes still in flight, then closes the connections.
+    /// Waits (up to 10 s) for the metadata writes still in flight, cancels what is left (background
+    /// refreshes), then closes the connections.
     public func shutdown() async {
-        await tasks.waitForAll()
+        await tasks.close(within: .seconds(10))
         try? await client.shutdown()
     }
 
@@ -103,40 +101,37 @@ public final class RemoteDataPlane: CacheDataPlane {
             return .dataPlaneUnavailable()
         }
         if request.backgroundRevalidate { return await serveThenRevalidate(request) }
-        return await send(request, fieldsWhen: .bodyComplete)
-    }
-
-    /// When passsage's fields are written for a download xs3lerator stores.
-    enum FieldsWrite {
-        /// Once the whole body has reached the client: until then the entry it replaces stays
-        /// (only for a directive that `replacesEntry`; others are written at once).
-        case bodyComplete
-        /// At once (nobody reads the body: a background refresh).
-        case head
+        return await send(request)
     }
 
     // MARK: One request
 
-    func send(_ request: DataPlaneRequest, fieldsWhen: FieldsWrite) async -> DataPlaneResponse {
+    func send(_ request: DataPlaneRequest) async -> DataPlaneResponse {
         var outgoing = HTTPClientRequest(url: Self.target(for: request.url, configuration: configuration))
         outgoing.method = request.method
         outgoing.headers = Self.contractHeaders(request, configuration: configuration)
         let answer: HTTPClientResponse
         do {
             answer = try await client.execute(outgoing, deadline: .distantFuture, logger: logger)
-        } catch let error as HTTPClientError where [.invalidURL, .emptyHost, .emptyScheme].contains(error) {
-            // This URL cannot be put into a request line to xs3lerator: it alone goes direct.
-            logger.debug("URL not sendable to xs3lerator; relaying", metadata: ["error": "\(error)"])
-            return .dataPlaneUnavailable()
         } catch {
-            health.failed(.dataPlane, error: "\(error)")
+            if Self.meansUnreachable(error) {
+                health.failed(.dataPlane, error: "\(error)")
+                health.passedThrough(.dataPlane)
+            } else {
+                // About this request (a URL or header the client cannot send, a cancellation, a
+                // silent origin behind xs3lerator), not about xs3lerator: it alone goes direct.
+                logger.debug("request to xs3lerator failed; relaying it", metadata: ["error": "\(error)"])
+            }
+            return .dataPlaneUnavailable()
+        }
+        if answer.status == .unauthorized, answer.headers.first(name: "www-authenticate") == "X-Xs3lerator-Auth" {
+            // xs3lerator's own refusal (an origin's 401 has no such challenge): a wrong token.
+            health.failed(.dataPlane, error: "xs3lerator refused the token (401)")
             health.passedThrough(.dataPlane)
             return .dataPlaneUnavailable()
         }
-        if answer.status == .unauthorized || answer.status == .loopDetected {
-            // Misconfigured (a wrong token, or a URL that leads back here): the origin still answers.
-            health.failed(.dataPlane, error: "xs3lerator answered \(answer.status.code)")
-            health.passedThrough(.dataPlane)
+        if answer.status == .loopDetected, !answer.headers.contains(name: "x-xs3lerator-cache-hit") {
+            // The request carried xs3lerator's own Via (a loop, or a client saying so): direct.
             return .dataPlaneUnavailable()
         }
         health.succeeded(.dataPlane)
@@ -144,6 +139,12 @@ public final class RemoteDataPlane: CacheDataPlane {
         HopByHop.remove(from: &headers)
         // Only xs3lerator's own contract headers are believed; passsage's are never an origin's.
         for name in Set(headers.map(\.name)) where name.lowercased().hasPrefix("x-passsage-") { headers.remove(name: name) }
+        if let manifest = request.manifest, headers.first(name: "x-xs3lerator-cache-hit") == "true",
+           let size = headers.first(name: "x-xs3lerator-full-size").flatMap({ Int64($0) }), size != manifest.totalSize {
+            // A manifest too large to send was read from the index, and it is not the entry's any
+            // more: its bytes are not this entry's. Not a hit; passsage fetches it afresh.
+            return DataPlaneResponse(status: .gatewayTimeout, headers: ["X-Xs3lerator-Cache-Hit": "false"])
+        }
         var body = ByteStream(erasing: answer.body)
         if request.method != .HEAD, let length = headers.first(name: "content-length").flatMap({ Int64($0) }) {
             let url = RedirectSafeURL.withoutQuery(request.url)
@@ -155,20 +156,24 @@ public final class RemoteDataPlane: CacheDataPlane {
            let tag = headers.first(name: "X-Xs3lerator-Fill-Tag") {
             let (status, upstreamHeaders) = Self.upstreamView(status: answer.status, headers: headers)
             if let directive = storeFields(status, upstreamHeaders) {
-                let write = { @Sendable [self] in await writeFields(directive, tag: tag, downloadKey: key) }
-                // Nothing to keep: written now, the document waits for the manifest, and requests
+                // Written now: the document waits for the manifest with the same tag, and requests
                 // meanwhile miss and join the download in flight instead of starting another.
-                switch directive.replacesEntry ? fieldsWhen : .head {
-                case .head:
-                    tasks.run(write)
-                case .bodyComplete:
-                    let tasks = self.tasks
-                    let length = headers.first(name: "content-length").flatMap { Int64($0) }
-                    body = ByteStream(CompletionSequence(base: body, expectedLength: length) { tasks.run(write) })
-                }
+                let storedUnder = upstreamHeaders.contains(name: "vary") ? key : (request.unvariedKey ?? key)
+                tasks.run { [self] in await writeFields(directive, tag: tag, storedUnder: storedUnder) }
             }
         }
         return DataPlaneResponse(status: answer.status, headers: headers, body: body)
+    }
+
+    /// Whether a failed request to xs3lerator says it cannot be reached (so the next requests
+    /// should not try for a while), rather than something about this one request.
+    static func meansUnreachable(_ error: any Error) -> Bool {
+        if error is CancellationError { return false }
+        if let error = error as? HTTPClientError {
+            return [.connectTimeout, .remoteConnectionClosed, .getConnectionFromPoolTimeout, .alreadyShutdown].contains(error)
+        }
+        // NIO's connection errors: refused, reset, unreachable, name resolution.
+        return error is NIOConnectionError || error is IOError || error is ChannelError
     }
 
     /// `<xs3lerator>/<absolute URL>`: the URL as it is, never re-encoded or collapsed.
@@ -190,6 +195,7 @@ public final class RemoteDataPlane: CacheDataPlane {
         func flag(_ name: String, _ on: Bool) { if on { set(name, "true") } }
         set("Auth", configuration.authToken)
         set("Cache-Key", request.cacheKey)
+        set("Unvaried-Key", request.unvariedKey)
         flag("Cache-Skip", request.cacheSkip)
         flag("Cache-Only", request.cacheOnly)
         if let manifest = request.manifest {
@@ -228,42 +234,56 @@ public final class RemoteDataPlane: CacheDataPlane {
         return (.ok, headers)
     }
 
-    /// passsage's half of a stored entry: its fields with the download's tag, and the manifest
-    /// alias when the variant's id is not the download's.
-    func writeFields(_ directive: StoreDirective, tag: String, downloadKey: String) async {
-        let id = directive.key ?? downloadKey
-        var fields = directive.fields
-        fields.removeValue(forKey: "manifest_tag")
-        fields["fields_tag"] = .string(tag)
+    /// passsage's half of a stored entry: its fields with the download's tag (the headers under
+    /// the tag, so that two writers of one document never merge their header objects), and the
+    /// manifest alias when the variant's id is not where xs3lerator stores the download.
+    func writeFields(_ directive: StoreDirective, tag: String, storedUnder: String) async {
+        let id = directive.key ?? storedUnder
         do {
-            if !directive.clearing.isEmpty {
-                try await metadata.upsert(id, fields: Dictionary(uniqueKeysWithValues: directive.clearing.map { ($0, JSONValue.null) }))
-            }
-            try await metadata.upsert(id, fields: fields)
+            // Earlier downloads' headers go first; this download's land in the next update. Each
+            // writer clears before it writes, so the last writer's headers are always there.
+            try await metadata.upsert(id, fields: ["headers_by_tag": .null])
+            try await metadata.upsert(id, fields: Self.taggedFields(directive.fields, tag: tag))
         } catch {
             logger.warning("storing an entry's fields failed; it will be fetched again", metadata: ["key": "\(id)", "error": "\(error)"])
             return
         }
-        if id != downloadKey { await linkManifest(source: downloadKey, target: id) }
+        if id != storedUnder { await linkManifest(source: storedUnder, target: id) }
+    }
+
+    /// The fields as split mode writes them, in one update: `headers` moves under
+    /// `headers_by_tag.<tag>` (`CacheDocument.entry` reads the headers of the matching tag), the
+    /// plain `headers` is cleared, and `fields_tag` names the download.
+    static func taggedFields(_ fields: MetadataFields, tag: String) -> MetadataFields {
+        var tagged = fields
+        tagged.removeValue(forKey: "manifest_tag")
+        tagged["fields_tag"] = .string(tag)
+        tagged["headers"] = .null
+        tagged["headers_by_tag"] = .object([tag: fields["headers"] ?? .object([:])])
+        return tagged
     }
 
     /// `POST /` with the alias headers: xs3lerator copies the manifest (and its tag) once the
-    /// download is stored.
+    /// download is stored. It waits up to a minute for a download in flight and answers 504 if
+    /// it is still going; a slow download is waited for again, up to an hour.
     func linkManifest(source: String, target: String) async {
-        var outgoing = HTTPClientRequest(url: configuration.url + "/")
-        outgoing.method = .POST
-        outgoing.headers.add(name: "X-Xs3lerator-Link-Manifest-Source", value: source)
-        outgoing.headers.add(name: "X-Xs3lerator-Link-Manifest-Target", value: target)
-        if let token = configuration.authToken { outgoing.headers.add(name: "X-Xs3lerator-Auth", value: token) }
-        do {
-            let answer = try await client.execute(outgoing, timeout: .seconds(90), logger: logger)
-            _ = try? await answer.body.collect(upTo: 4096)
-            if answer.status != .noContent {
+        for _ in 0..<60 {
+            var outgoing = HTTPClientRequest(url: configuration.url + "/")
+            outgoing.method = .POST
+            outgoing.headers.add(name: "X-Xs3lerator-Link-Manifest-Source", value: source)
+            outgoing.headers.add(name: "X-Xs3lerator-Link-Manifest-Target", value: target)
+            if let token = configuration.authToken { outgoing.headers.add(name: "X-Xs3lerator-Auth", value: token) }
+            do {
+                let answer = try await client.execute(outgoing, timeout: .seconds(90), logger: logger)
+                _ = try? await answer.body.collect(upTo: 4096)
+                if answer.status == .noContent { return }
+                if answer.status == .gatewayTimeout, !Task.isCancelled { continue }
                 logger.warning("manifest alias refused", metadata: ["source": "\(source)", "target": "\(target)",
                                                                    "status": "\(answer.status.code)"])
+            } catch {
+                logger.warning("manifest alias failed", metadata: ["source": "\(source)", "target": "\(target)", "error": "\(error)"])
             }
-        } catch {
-            logger.warning("manifest alias failed", metadata: ["source": "\(source)", "target": "\(target)", "error": "\(error)"])
+            return
         }
     }
 
@@ -279,7 +299,7 @@ public final class RemoteDataPlane: CacheDataPlane {
         read.ifModifiedSince = nil
         read.cacheOnly = true
         read.storeFields = nil
-        let response = await send(read, fieldsWhen: .bodyComplete)
+        let response = await send(read)
         guard response.headers.first(name: "X-Xs3lerator-Cache-Hit") == "true", let key = request.cacheKey else {
             return response
         }
@@ -287,12 +307,14 @@ public final class RemoteDataPlane: CacheDataPlane {
         guard revalidating.withLockedValue({ $0.count < limit && $0.insert(key).inserted }) else { return response }
         var refresh = request
         refresh.backgroundRevalidate = false
-        refresh.range = nil
+        // One byte: a 304 then reads almost nothing of the stored body, and a 200 is stored whole
+        // all the same (the download is the object's, whatever its first reader asks).
+        refresh.range = "bytes=0-0"
         // Nobody waits on it, so a stalled origin must not hold it for ever.
         if case .some(.none) = refresh.readTimeout { refresh.readTimeout = .some(.seconds(300)) }
         let prepared = refresh
         tasks.run { [self] in
-            let answer = await send(prepared, fieldsWhen: .head)
+            let answer = await send(prepared)
             if answer.headers.first(name: "X-Xs3lerator-Revalidated") == "true" {
                 do {
                     try await metadata.upsert(key, fields: ["stored_at": .string(Timestamps.formatISO8601(Self.now())),
@@ -324,50 +346,20 @@ enum RedirectSafeURL {
     static func withoutQuery(_ url: String) -> String { String(url.prefix { $0 != "?" }) }
 }
 
-/// Passes a stream through and calls `onEnd` once when it ends complete: at its end, or as soon
-/// as `expectedLength` bytes have passed (a consumer that knows the length stops asking there).
-/// Never when it fails or is dropped early.
-struct CompletionSequence: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    typealias Failure = any Error
-    let base: ByteStream
-    let expectedLength: Int64?
-    let onEnd: @Sendable () -> Void
-
-    func makeAsyncIterator() -> Iterator { Iterator(base: base.makeAsyncIterator(), expectedLength: expectedLength, onEnd: onEnd) }
-
-    struct Iterator: AsyncIteratorProtocol {
-        var base: ByteStream.AsyncIterator
-        let expectedLength: Int64?
-        let onEnd: @Sendable () -> Void
-        var received: Int64 = 0
-        var ended = false
-
-        mutating func next() async throws -> ByteBuffer? {
-            guard let part = try await base.next() else {
-                end()
-                return nil
-            }
-            received += Int64(part.readableBytes)
-            if received == expectedLength { end() }
-            return part
-        }
-
-        private mutating func end() {
-            guard !ended else { return }
-            ended = true
-            onEnd()
-        }
-    }
-}
-
 /// Unstructured work this data plane starts (metadata writes, background refreshes), tracked so
-/// shutdown waits for it.
+/// shutdown waits for it; after `close`, new work is dropped.
 final class BackgroundTasks: Sendable {
-    private let state = NIOLockedValueBox<(next: Int, running: [Int: Task<Void, Never>])>((0, [:]))
+    private struct State {
+        var next = 0
+        var running: [Int: Task<Void, Never>] = [:]
+        var closed = false
+    }
+
+    private let state = NIOLockedValueBox(State())
 
     func run(_ work: @escaping @Sendable () async -> Void) {
         state.withLockedValue { state in
+            guard !state.closed else { return }
             let id = state.next
             state.next += 1
             state.running[id] = Task { [weak self] in
@@ -377,12 +369,18 @@ final class BackgroundTasks: Sendable {
         }
     }
 
-    func waitForAll() async {
-        while let task = state.withLockedValue({ $0.running.values.first }) {
-            await task.value
-            state.withLockedValue { state in
-                if let id = state.running.first(where: { $0.value == task })?.key { state.running.removeValue(forKey: id) }
-            }
+    /// Refuses new work, waits for the running work up to `limit`, then cancels what is left and
+    /// waits for it to end.
+    func close(within limit: Duration) async {
+        let running = state.withLockedValue { state -> [Task<Void, Never>] in
+            state.closed = true
+            return Array(state.running.values)
         }
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline, !state.withLockedValue({ $0.running.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for task in running { task.cancel() }
+        for task in running { await task.value }
     }
 }

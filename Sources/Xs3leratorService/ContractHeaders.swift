@@ -4,6 +4,8 @@ import NIOHTTP1
 /// true only for the exact value `true`; values that are not visible ASCII count as absent.
 public struct ContractHeaders: Sendable, Hashable {
     public var cacheKey: String?
+    /// Where to store a response that has no `Vary` (else under `cacheKey`).
+    public var unvariedKey: String?
     public var cacheSkip = false
     public var objectSize: Int64?
     public var tlsSkipVerify = false
@@ -52,6 +54,7 @@ public struct ContractHeaders: Sendable, Hashable {
             return number
         }
         cacheKey = value("Cache-Key")
+        unvariedKey = value("Unvaried-Key")
         cacheSkip = flag("Cache-Skip")
         objectSize = value("Object-Size").flatMap { Int64($0) }.flatMap { $0 >= 0 ? $0 : nil }
         tlsSkipVerify = flag("Tls-Skip-Verify")

@@ -87,6 +87,7 @@ struct RequestHandler: Sendable {
                 tlsSkipVerify: authenticated && contract.tlsSkipVerify, followRedirects: contract.followRedirects,
                 connectTimeout: contract.connectTimeout, readTimeout: contract.readTimeout)
             request.cacheOnly = contract.cacheOnly
+            request.unvariedKey = contract.unvariedKey
             // Callers that write their own fields beside the manifest match them by this tag.
             request.tagsFills = true
             if contract.sharedCache {

@@ -157,6 +157,9 @@ struct ServeCommand: AsyncParsableCommand {
         if configuration.maxClientConnections == nil {
             configuration.maxClientConnections = ProxyConfiguration.derivedMaxClientConnections(descriptorLimit: descriptors.soft)
         }
+        var cacheOptions = settings.cache
+        // One connection to xs3lerator per client request in flight, at most.
+        if let limit = configuration.maxClientConnections { cacheOptions.xs3lerator?.maximumConnections = limit }
         let denied = configuration.destinationPolicy.deniedNetworks.map(\.description).joined(separator: ",")
         logger.notice("upstream destinations denied: \(denied.isEmpty ? "none (--deny-upstream is empty)" : denied + " and the proxy's own listeners")")
 
@@ -170,7 +173,7 @@ struct ServeCommand: AsyncParsableCommand {
         let leaves = try LeafCertificateCache(authority: authority)
         var embedded: CacheBackend?
         if let dataDirectory = settings.dataDirectory {
-            embedded = try await CacheBackend.open(dataDirectory: dataDirectory, options: settings.cache, proxy: configuration,
+            embedded = try await CacheBackend.open(dataDirectory: dataDirectory, options: cacheOptions, proxy: configuration,
                                                    environment: environment, logger: logger)
         }
         let policies = ReloadablePolicyResolver(settings.policies)
@@ -232,8 +235,7 @@ struct Settings {
     var verbose: Bool
 
     /// The shared stores and the remote data plane, when given.
-    private static func readStorage(_ c: ServeCommand, env: EnvironmentResolver, into cache: inout CacheBackend.Options,
-                                    maximumConnections: Int?) throws {
+    private static func readStorage(_ c: ServeCommand, env: EnvironmentResolver, into cache: inout CacheBackend.Options) throws {
         func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
         if let url = nonEmpty(try env.value(c.elasticsearchURL, "PASSSAGE_ELASTICSEARCH_URL", option: "--elasticsearch-url")) {
             guard url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://") else {
@@ -267,7 +269,6 @@ struct Settings {
             }
             var remote = RemoteDataPlaneConfiguration(url: url)
             remote.authToken = nonEmpty(try env.value(c.xs3leratorAuthToken, "PASSSAGE_XS3LERATOR_AUTH_TOKEN", option: "--xs3lerator-auth-token"))
-            if let limit = maximumConnections { remote.maximumConnections = limit }
             cache.xs3lerator = remote
         }
         cache.s3Bucket = nonEmpty(try env.value(c.s3Bucket, "S3_BUCKET", option: "--s3-bucket"))
@@ -374,7 +375,7 @@ struct Settings {
             cache.memoryObjectLimit = Int(min(largest ?? 256 << 10, 1 << 40))
         }
         if dataDirectory != nil {
-            try Self.readStorage(c, env: env, into: &cache, maximumConnections: proxy.maxClientConnections)
+            try Self.readStorage(c, env: env, into: &cache)
         }
         policyFile = try env.value(c.policyFile, "PASSSAGE_POLICY_FILE", option: "--policy-file")
         if let name = try env.value(c.defaultPolicy, "PASSSAGE_DEFAULT_POLICY", option: "--default-policy") {

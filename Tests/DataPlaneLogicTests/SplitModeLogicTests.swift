@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import ChunkManifest
 import DataPlane
 import MetadataStore
@@ -24,10 +25,12 @@ struct SplitModeLogicTests {
                                        ifNoneMatch: "\"v1\"", ifModifiedSince: "Sat, 21 Nov 2026 00:00:00 GMT", staleIfError: true,
                                        connectTimeout: .milliseconds(2500), readTimeout: .some(nil))
         request.cacheOnly = true
+        request.unvariedKey = "https/pypi.org/plain"
         request.storeFields = { _, _ in nil }
         let headers = RemoteDataPlane.contractHeaders(request, configuration: Self.configuration)
         let contract = ContractHeaders(headers)
         #expect(contract.cacheKey == "https/pypi.org/key", "the client's forged key is gone")
+        #expect(contract.unvariedKey == "https/pypi.org/plain")
         #expect(headers[canonicalForm: "x-xs3lerator-cache-key"].count == 1)
         #expect(!headers.contains(name: "x-passsage-policy"))
         #expect(contract.cacheSkip && contract.cacheOnly && contract.staleIfError && contract.sharedCache)
@@ -102,25 +105,61 @@ struct SplitModeLogicTests {
                 "fields whose download is not stored yet")
     }
 
-    @Test("a dependency that fails is not tried again until its retry time, then probed; success clears it")
+    @Test("a dependency that fails is not tried again until its retry time, then probed once; success clears it")
     func availability() {
         var state = Availability()
         let start = ContinuousClock.now
-        #expect(state.allows(at: start) && !state.isDown)
-        let wentDown = state.failed(at: start, retryAfter: .seconds(1), error: "connection refused")
+        let second = Duration.seconds(1)
+        let allowed1 = state.allows(at: start, retryAfter: second)
+        #expect(allowed1 && !state.isDown)
+        let wentDown = state.failed(at: start, retryAfter: second, error: "connection refused")
         #expect(wentDown, "the change to down")
-        #expect(!state.allows(at: start + .milliseconds(500)))
-        #expect(state.allows(at: start + .seconds(1)))
-        let again = state.failed(at: start + .seconds(1), retryAfter: .seconds(1), error: "again")
+        let allowed2 = state.allows(at: start + .milliseconds(500), retryAfter: second)
+        #expect(!allowed2)
+        let allowed3 = state.allows(at: start + .seconds(1), retryAfter: second)
+        #expect(allowed3, "the probe")
+        let allowed4 = state.allows(at: start + .milliseconds(1100), retryAfter: second)
+        #expect(!allowed4, "one probe at a time")
+        let again = state.failed(at: start + .milliseconds(1200), retryAfter: second, error: "again")
         #expect(!again, "still down, not a new change")
-        #expect(!state.allows(at: start + .milliseconds(1500)))
+        let allowed5 = state.allows(at: start + .milliseconds(1500), retryAfter: second)
+        #expect(!allowed5)
         state.countPassThrough()
         state.countPassThrough()
         let downFor = state.succeeded(at: start + .seconds(3))
         #expect(downFor == .seconds(3))
-        #expect(state.allows(at: start + .seconds(3)) && !state.isDown && state.passedThrough == 2)
+        let allowed6 = state.allows(at: start + .seconds(3), retryAfter: second)
+        #expect(allowed6 && !state.isDown && state.passedThrough == 2)
+        let allowed7 = state.allows(at: start + .seconds(3), retryAfter: second)
+        #expect(allowed7, "up: every call")
         let already = state.succeeded(at: start + .seconds(4))
         #expect(already == nil, "already up")
+    }
+
+    @Test("only errors that say xs3lerator cannot be reached mark it down")
+    func unreachability() {
+        #expect(RemoteDataPlane.meansUnreachable(HTTPClientError.connectTimeout))
+        #expect(RemoteDataPlane.meansUnreachable(HTTPClientError.remoteConnectionClosed))
+        #expect(!RemoteDataPlane.meansUnreachable(HTTPClientError.readTimeout), "a slow origin behind it")
+        #expect(!RemoteDataPlane.meansUnreachable(HTTPClientError.invalidURL))
+        #expect(!RemoteDataPlane.meansUnreachable(CancellationError()))
+    }
+
+    @Test("split-mode fields carry their tag, and their headers under it; the document reads them back")
+    func taggedFields() throws {
+        let fields = CacheDocument.fields(status: 200, headers: ["Content-Type": "text/plain"], responseTime: 1_800_000_000,
+                                          initialAge: 0, url: "https://example.org/x", contentSize: 3)
+        var document = RemoteDataPlane.taggedFields(fields, tag: "t1")
+        #expect(document["fields_tag"] == .string("t1") && document["headers"] == .null && document["manifest_tag"] == nil)
+        let manifest = try Manifest(chunkSize: 1 << 20, totalSize: 3, chunks: [ChunkID(algorithm: .sha256, hex: String(repeating: "cd", count: 32))!])
+        document["manifest_b64"] = .string(ManifestCodec.encodeBase64(manifest))
+        document["manifest_tag"] = .string("t1")
+        // Another writer's headers left under their own tag change nothing.
+        document["headers_by_tag"] = .object(["t1": .object(["content-type": .string("text/plain")]),
+                                              "t0": .object(["content-encoding": .string("gzip")])])
+        let entry = try #require(CacheDocument.entry(document))
+        #expect(entry.stored.headers.first(name: "content-type") == "text/plain")
+        #expect(!entry.stored.headers.contains(name: "content-encoding"))
     }
 
     @Test("xs3lerator parses Cache-Only and Shared-Cache, true only for `true`")

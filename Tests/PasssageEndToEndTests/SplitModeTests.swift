@@ -340,4 +340,32 @@ struct SplitModeTests {
             }
         }
     }
+
+    @Test("clients sending Accept-Encoding share an entry that does not vary, and get their own variant of one that does")
+    func acceptEncoding() async throws {
+        try await SplitStack.with { stack in
+            func get(_ url: String, encoding: String?, output file: String) async throws -> String {
+                try await curl(["-x", stack.proxy.proxyURL, "--cacert", stack.proxyCAFile, "-s", "-D", "-", "-o", file]
+                               + (encoding.map { ["-H", "Accept-Encoding: \($0)"] } ?? []) + [url]).stdout
+            }
+            let body = stack.directory + "/body"
+            // Not varying: downloaded under the gzip client's key, stored by URL, a hit for everyone.
+            let plain = "\(stack.originURL)/object/40000?cc=max-age%3D600"
+            _ = try await get(plain, encoding: "gzip", output: body)
+            try await waitUntil(timeout: 20, "a hit for the identity client") {
+                Self.isHit(Self.cacheStatus(try await get(plain, encoding: nil, output: body)))
+            }
+            #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: 0..<40000))
+            #expect(Self.isHit(Self.cacheStatus(try await get(plain, encoding: "br", output: body))))
+
+            // Varying on Accept-Encoding: each encoding its own entry, never the other's bytes.
+            let varying = "\(stack.originURL)/object/30000?cc=max-age%3D600&vary=ae"
+            for (encoding, offset) in [("gzip", Int64(1_000_000)), ("identity", Int64(0))] {
+                try await waitUntil(timeout: 20, "a \(encoding) hit") {
+                    Self.isHit(Self.cacheStatus(try await get(varying, encoding: encoding, output: body)))
+                }
+                #expect(try await sha256Hex(ofFile: body) == OriginContent.sha256(range: offset..<(offset + 30000)), "\(encoding)")
+            }
+        }
+    }
 }
