@@ -53,8 +53,7 @@ public struct RemoteDataPlaneConfiguration: Sendable {
 ///
 /// Storing is split: xs3lerator writes the manifest (with a `manifest_tag`, reported to every
 /// reader in `X-Xs3lerator-Fill-Tag`), and this writes passsage's fields (the `storeFields`
-/// directive) with the same tag as `fields_tag`: at once for a new entry, and once the client has
-/// had the whole body for one that replaces an entry (which stays valid until then). A
+/// directive) with the same tag as `fields_tag`, as soon as the response starts. A
 /// document is served only when the two tags match (`CacheDocument.tagsMatch`), so no reader ever
 /// pairs new headers with old bytes, whichever write lands first. A variant stored under another
 /// id than its download's gets the manifest by a manifest alias.
