@@ -110,4 +110,13 @@ struct PolicyFileTests {
             #expect(error.description.hasPrefix("policy file \(path).missing: cannot read the file"))
         }
     }
+
+    @Test("bug 4: the file's default_policy holds for every unmatched request, request after request")
+    func bug4FileDefaultHolds() throws {
+        let resolver = ReloadablePolicyResolver(try PolicyFile.parse("default_policy: StaleIfError\ninclude_defaults: false\nrules: []\n"))
+        for _ in 0..<3 {
+            let request = PolicyRequest(method: "GET", url: "https://example.org/anything")!
+            #expect(resolver.resolve(request).resolved.policy == .staleIfError)
+        }
+    }
 }

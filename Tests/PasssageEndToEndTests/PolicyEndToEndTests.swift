@@ -90,6 +90,10 @@ struct PolicyEndToEndTests {
             #expect(Self.cacheStatus(down).contains("detail=stale-if-error"), "\(down)")
             #expect(CachingTests.status(down) == "200")
             #expect(try await sha256Hex(ofFile: fixture.directory + "/down") == OriginContent.sha256(range: 0..<1102))
+            // Bug 7: serving stale on an error does not make the entry fresh again.
+            let again = try await Self.get(fixture, url)
+            #expect(Self.cacheStatus(again).contains("detail=stale-if-error"), "bug 7: still stale, not a fresh hit: \(again)")
+            #expect((Int(CachingTests.headers(again)["age"] ?? "0") ?? 0) >= 1, "bug 7: its age keeps counting: \(again)")
             let head = try await fixture.proxiedCurl(["-s", "-I", url]).stdout
             #expect(CachingTests.status(head) == "200" && Self.cacheStatus(head).contains("detail=stale-if-error"), "\(head)")
         }
@@ -254,5 +258,15 @@ struct PolicyEndToEndTests {
         #expect(result.stderr.contains("policy file \(file), line 3: unknown key \"hots\" in match"), "\(result.stderr)")
         let badDefault = try await run(PasssageProcess.executable, ["--default-policy", "Fast", "--no-cache"])
         #expect(badDefault.status == 2 && badDefault.stderr.contains("--default-policy"), "\(badDefault.stderr)")
+    }
+
+    @Test("bug 11: a miss answered with a 5xx is relayed once, never fetched a second time as a fallback")
+    func bug11MissWith5xx() async throws {
+        try await Self.withPolicies("rules: []\n") { fixture, _ in
+            let answer = try await Self.get(fixture, "\(fixture.originURL)/object/1112?failFrom=1&failStatus=503")
+            #expect(CachingTests.status(answer) == "503", "\(answer)")
+            #expect(Self.cacheStatus(answer).contains("fwd=uri-miss") && !Self.cacheStatus(answer).contains("stored"), "\(answer)")
+            #expect(fixture.origin.stats.requests("/object/1112") == 1)
+        }
     }
 }
