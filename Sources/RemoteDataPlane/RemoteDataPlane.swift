@@ -86,7 +86,6 @@ public final class RemoteDataPlane: CacheDataPlane {
         self.logger = logger
     }
 
-    /// Waits for the metadata writes still in flight, then closes the connections.
     /// Waits (up to 10 s) for the metadata writes still in flight, cancels what is left (background
     /// refreshes), then closes the connections.
     public func shutdown() async {
