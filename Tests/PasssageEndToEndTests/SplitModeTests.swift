@@ -142,7 +142,9 @@ final class SplitStack: Sendable {
     }
 }
 
-@Suite("Split mode: passsage and xs3lerator as two processes over S3 and Elasticsearch")
+// One at a time: each starts its own moto_server, xs3lerator and passsage processes, and eight
+// such stacks at once starve the rest of the suite on two cores.
+@Suite("Split mode: passsage and xs3lerator as two processes over S3 and Elasticsearch", .serialized)
 struct SplitModeTests {
     static func cacheStatus(_ output: String) -> String { CachingTests.headers(output)["cache-status"] ?? "" }
     static func isHit(_ status: String) -> Bool { status.hasPrefix("passsage;hit") }

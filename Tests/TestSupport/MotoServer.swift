@@ -29,7 +29,22 @@ public final class MotoServer: Sendable {
         self.roleARN = setup["roleArn"] ?? ""
     }
 
+    /// Starts moto on a free port and prepares it. A start that fails (the port taken between
+    /// choosing and binding it, by another test's server; moto dying on a starved machine) is
+    /// tried again on another port, twice at most.
     public static func start() async throws -> MotoServer {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await startOnce()
+            } catch where attempt < 3 {
+                continue
+            }
+        }
+    }
+
+    private static func startOnce() async throws -> MotoServer {
         let port = try unusedPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
