@@ -207,12 +207,12 @@ struct SplitModeTests {
     func collapsing() async throws {
         try await SplitStack.with { stack in
             let size = 4_000_000
-            let url = "\(stack.originURL)/object/\(size)?rate=4000000&cc=max-age%3D600"
-            // What one download costs the origin (parallel ranges overlap the first response a little).
-            var sentBefore = stack.origin.stats.bytesSent
-            _ = try await stack.get(url + "&alone=1", output: stack.directory + "/alone")
-            let single = stack.origin.stats.bytesSent - sentBefore
-            sentBefore = stack.origin.stats.bytesSent
+            let path = "/object/\(size)"
+            let url = "\(stack.originURL)\(path)?rate=4000000&cc=max-age%3D600"
+            // Each download starts with one whole-object GET, then asks ranges in parallel; the
+            // bytes the origin writes depend on how soon that first GET is cut (its socket buffers
+            // fill on a loaded machine), so downloads are counted by their whole-object GETs.
+            let before = stack.origin.stats.plainRequests(path)
             let sums = try await withThrowingTaskGroup(of: String.self) { group in
                 for index in 0..<10 {
                     group.addTask {
@@ -224,8 +224,10 @@ struct SplitModeTests {
                 return try await group.reduce(into: [String]()) { $0.append($1) }
             }
             #expect(Set(sums) == [OriginContent.sha256(range: 0..<Int64(size))])
-            let sent = stack.origin.stats.bytesSent - sentBefore
-            #expect(sent < single * 2, "10 clients cost the origin \(sent) bytes; one download costs \(single)")
+            let downloads = stack.origin.stats.plainRequests(path) - before
+            let notes = (stack.proxy.output + stack.xs3.output).split(separator: "\n")
+                .filter { $0.contains("warning") || $0.contains("unavailable") }
+            #expect(downloads == 1, "10 clients caused \(downloads) downloads\n\(notes.joined(separator: "\n"))")
             _ = try await stack.poll(url, "a hit") { Self.isHit($0) }
         }
     }
