@@ -49,16 +49,29 @@ public struct ResolvedPolicy: Sendable, Equatable {
     public var staleWhileRevalidate: Int64?
     /// Query parameters (names, case-insensitive) left out of the cache key.
     public var stripQuery: [String]
+    /// Keep redirects that carry no freshness as fallbacks (`redirect_fallback`): stored, never
+    /// served while the upstream answers, served when it fails (`StoredResponse.isFallbackOnly`).
+    public var redirectFallback: Bool
     /// What chose it, for logs: `rule 3`, `default rule 7`, `default policy`, `header`.
     public var origin: String
 
     public init(_ policy: CachePolicy, timeouts: UpstreamTimeouts? = nil, staleWhileRevalidate: Int64? = nil,
-                stripQuery: [String] = [], origin: String = "default policy") {
+                stripQuery: [String] = [], redirectFallback: Bool = false, origin: String = "default policy") {
         self.policy = policy
         self.timeouts = timeouts
         self.staleWhileRevalidate = staleWhileRevalidate
         self.stripQuery = stripQuery
+        self.redirectFallback = redirectFallback
         self.origin = origin
+    }
+
+    /// The policy a stored entry is served under: a fallback-only redirect always goes upstream
+    /// first (AlwaysUpstream), whatever the rule says, and answers only when the upstream fails.
+    public func serving(_ stored: StoredResponse) -> ResolvedPolicy {
+        guard stored.isFallbackOnly else { return self }
+        var adjusted = self
+        adjusted.policy = .alwaysUpstream
+        return adjusted
     }
 }
 
@@ -93,6 +106,12 @@ public struct PolicyResolution: Sendable {
     public init(_ resolved: ResolvedPolicy, contentTypeRules: [ContentTypeRule] = []) {
         self.resolved = resolved
         self.contentTypeRules = contentTypeRules
+    }
+
+    /// The policy a stored entry is decided under: its `Content-Type` settles the `content_type`
+    /// rules, and a fallback-only redirect is always asked upstream first.
+    public func resolved(for stored: StoredResponse) -> ResolvedPolicy {
+        resolved(contentType: stored.headers.first(name: "content-type")).serving(stored)
     }
 
     /// The policy once the representation's `Content-Type` is known (nil: not known).

@@ -21,6 +21,14 @@ public struct StoredResponse: Sendable, Equatable {
         self.initialAge = initialAge
     }
 
+    /// A redirect without a lifetime (302, 303 or 307 with no `max-age`, `s-maxage` or `Expires`),
+    /// stored only because its rule keeps redirects as fallbacks (`redirect_fallback`): serving it
+    /// while the upstream answers would replay a redirect that may have expired (a presigned
+    /// URL), so it answers only when the upstream fails.
+    public var isFallbackOnly: Bool {
+        Storability.fallbackRedirectStatuses.contains(status) && !Storability.hasExplicitLifetime(headers, cacheControl)
+    }
+
     /// §4.2.3 at reception: the larger of the apparent age (`response_time - Date`) and the `Age`
     /// the upstream claimed plus the time the request took.
     public static func initialAge(headers: HTTPHeaders, requestTime: Int64, responseTime: Int64) -> Int64 {

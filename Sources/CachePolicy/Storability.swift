@@ -22,9 +22,20 @@ public enum Storability {
         case noFreshness = "no-freshness"
     }
 
+    /// Redirects with no heuristic lifetime, which a `redirect_fallback` rule stores anyway, as
+    /// fallbacks (`StoredResponse.isFallbackOnly`).
+    public static let fallbackRedirectStatuses: Set<Int> = [302, 303, 307]
+
+    /// `max-age`, `s-maxage` or `Expires`: the origin gave the response a lifetime.
+    static func hasExplicitLifetime(_ headers: HTTPHeaders, _ cacheControl: CacheControl) -> Bool {
+        cacheControl.maxAge != nil || cacheControl.sharedMaxAge != nil || headers.contains(name: "expires")
+    }
+
     /// nil when the response to a `method` request with `requestHeaders` may be stored.
+    /// `keepingRedirectFallbacks`: the rule's `redirect_fallback`, which stores 302, 303 and 307
+    /// without a lifetime (as fallbacks only); every other condition still applies.
     public static func refusal(method: String, requestHeaders: HTTPHeaders, status: Int,
-                               responseHeaders: HTTPHeaders) -> Refusal? {
+                               responseHeaders: HTTPHeaders, keepingRedirectFallbacks: Bool = false) -> Refusal? {
         guard method == "GET" else { return .method }
         guard storedStatuses.contains(status) else { return .status }
         if CacheControl(requestHeaders).noStore { return .requestNoStore }
@@ -42,9 +53,9 @@ public enum Storability {
         if responseHeaders[canonicalForm: "vary"].contains(where: { String($0).trimmingASCIIWhitespace() == "*" }) {
             return .varyAll
         }
-        let explicit = cacheControl.maxAge != nil || cacheControl.sharedMaxAge != nil
-            || responseHeaders.contains(name: "expires") || cacheControl.isPublic
-        guard explicit || Freshness.heuristicallyCacheable.contains(status) else { return .noFreshness }
+        let explicit = hasExplicitLifetime(responseHeaders, cacheControl) || cacheControl.isPublic
+        let fallback = keepingRedirectFallbacks && fallbackRedirectStatuses.contains(status)
+        guard explicit || fallback || Freshness.heuristicallyCacheable.contains(status) else { return .noFreshness }
         return nil
     }
 

@@ -116,7 +116,7 @@ private struct Parser {
 
     func rule(_ node: Node, number: Int) throws(PolicyFileError) -> PolicyRule {
         let fields = try mapping(node, what: "a rule",
-                                 keys: ["match", "policy", "timeouts", "stale_while_revalidate", "strip_query"])
+                                 keys: ["match", "policy", "timeouts", "stale_while_revalidate", "strip_query", "redirect_fallback"])
         guard let matchNode = fields["match"] else { throw fail(node, "rule \(number) has no match") }
         guard let policyNode = fields["policy"] else { throw fail(node, "rule \(number) has no policy") }
         var outcome = ResolvedPolicy(try policy(policyNode), origin: "rule \(number) (line \(line(node)))")
@@ -138,6 +138,7 @@ private struct Parser {
         if let strip = fields["strip_query"] {
             outcome.stripQuery = try strings(strip, key: "strip_query")
         }
+        if let node = fields["redirect_fallback"] { outcome.redirectFallback = try bool(node, key: "redirect_fallback") }
         let match = try self.match(matchNode)
         if match.contentTypes != nil, outcome.timeouts != nil || outcome.staleWhileRevalidate != nil || !outcome.stripQuery.isEmpty {
             // A content type is known only after the request went upstream: too late for these.

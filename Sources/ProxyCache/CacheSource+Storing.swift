@@ -54,7 +54,8 @@ extension CacheSource {
             let vary = headers[canonicalForm: "vary"].map(String.init)
             let target = vary.isEmpty ? lookup.key.id : lookup.variantID(vary: vary)
             guard let target, Storability.refusal(method: "GET", requestHeaders: lookup.headers, status: Int(status.code),
-                                                  responseHeaders: headers) == nil else {
+                                                  responseHeaders: headers,
+                                                  keepingRedirectFallbacks: policy.redirectFallback) == nil else {
                 stored?.withLockedValue { $0 = false }
                 return nil
             }

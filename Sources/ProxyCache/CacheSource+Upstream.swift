@@ -149,7 +149,7 @@ extension CacheSource {
     /// The policy once the entry's Content-Type is known.
     func effectivePolicy(_ lookup: Lookup, entry: CacheDocument.Entry?) -> ResolvedPolicy {
         guard let entry else { return lookup.resolution.resolvedForMiss }
-        return lookup.resolution.resolved(contentType: entry.stored.headers.first(name: "content-type"))
+        return lookup.resolution.resolved(for: entry.stored)
     }
 
     /// A rule's timeouts, as the data plane takes them: a zero read timeout disables it.

@@ -206,8 +206,7 @@ public final class CacheSource: ResponseSource {
         let freshness = entry.map { Freshness.of($0.stored, now: requestTime, heuristicLimit: settings.heuristicLimit) }
         // A stored entry's Content-Type settles the `content_type` rules; a miss is decided
         // under the policy that lets it be stored, if one may.
-        let policy = entry.map { lookup.resolution.resolved(contentType: $0.stored.headers.first(name: "content-type")) }
-            ?? lookup.resolution.resolvedForMiss
+        let policy = entry.map { lookup.resolution.resolved(for: $0.stored) } ?? lookup.resolution.resolvedForMiss
         let decision = CacheDecisions.decide(lookup.request, policy: policy, entry: entry.map { ($0.stored, freshness!) })
         if entry != nil { accessTimes?.touch(found.id, at: requestTime) }
         return Decided(found: found, entry: entry, freshness: freshness, decision: decision, requestTime: requestTime)

@@ -91,6 +91,39 @@ struct DecisionTests {
         #expect(refusal(status: 200, []) == nil, "200 has a heuristic lifetime")
     }
 
+    @Test("redirect_fallback: a redirect with no lifetime is kept, as a fallback only, and asked upstream every time")
+    func redirectFallbacks() {
+        let location = [("Location", "http://s3.test/b/data?X-Amz-Signature=1&X-Amz-Credential=c")]
+        func refusal(status: Int, _ response: [(String, String)], request: [(String, String)] = []) -> Storability.Refusal? {
+            Storability.refusal(method: "GET", requestHeaders: Self.headers(request), status: status,
+                                responseHeaders: Self.headers(response), keepingRedirectFallbacks: true)
+        }
+        for status in [302, 303, 307] {
+            #expect(refusal(status: status, location) == nil, "\(status)")
+            #expect(Self.stored(location, status: status).isFallbackOnly, "\(status)")
+        }
+        #expect(refusal(status: 307, location + [("Cache-Control", "private")]) == .private, "still never private")
+        #expect(refusal(status: 307, location, request: [("Authorization", "Bearer t")]) == .authorization)
+        #expect(refusal(status: 404, location) == .status)
+        #expect(!Self.stored(location + [("Cache-Control", "max-age=60")], status: 307).isFallbackOnly,
+                "a lifetime the origin gave is served as usual")
+        #expect(!Self.stored(location + [("Expires", Self.date(60))], status: 302).isFallbackOnly)
+        #expect(!Self.stored(location, status: 301).isFallbackOnly, "301 has a heuristic lifetime")
+        #expect(!Self.stored([], status: 200).isFallbackOnly)
+
+        // Under NoRefresh (the registry blob rule), the stored redirect goes upstream first, with
+        // the cache as its fallback; a stored body stays NoRefresh.
+        let rule = ResolvedPolicy(.noRefresh, redirectFallback: true)
+        let redirect = Self.stored(location, status: 307)
+        let served = rule.serving(redirect)
+        #expect(served.policy == .alwaysUpstream)
+        let freshness = Freshness.of(redirect, now: Self.received, heuristicLimit: Self.day)
+        let request = CacheRequest(method: "GET", headers: [:])
+        #expect(CacheDecisions.decide(request, policy: served, entry: (redirect, freshness)) == .refetch(.stale, staleIfError: true))
+        #expect(rule.serving(Self.stored([("Content-Length", "3")])).policy == .noRefresh)
+        #expect(PolicyResolution(rule).resolved(for: redirect).policy == .alwaysUpstream)
+    }
+
     @Test("bug 15: a response to an Authorization request is shared only where §3.5 allows")
     func bug15AuthorizationIsNotShared() {
         let auth = [("Authorization", "Bearer secret")]

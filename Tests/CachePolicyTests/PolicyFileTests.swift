@@ -29,13 +29,16 @@ struct PolicyFileTests {
           - match: {url_regex: "\\\\.csv$", method: [GET, HEAD]}
             policy: AlwaysUpstream
             timeouts: {read: 0}
+          - match: {path_regex: "^/v2/.+/blobs/"}
+            policy: NoRefresh
+            redirect_fallback: true
         """
 
     @Test("the documented shape parses into rules, in order, with their timeouts, window and key parameters")
     func example() throws {
         let rules = try PolicyFile.parse(Self.example)
         #expect(rules.defaultPolicy == .standard && rules.includeDefaults)
-        #expect(rules.rules.count == 4)
+        #expect(rules.rules.count == 5)
         let first = rules.rules[0]
         #expect(first.outcome.policy == .noRefresh)
         #expect(first.outcome.timeouts == UpstreamTimeouts(connect: .seconds(5), read: .seconds(30)))
@@ -46,6 +49,7 @@ struct PolicyFileTests {
         #expect(rules.rules[1].match.headers.map(\.name) == ["User-Agent"])
         #expect(rules.rules[2].match.contentTypes == ["text/html", "image/*"])
         #expect(rules.rules[3].outcome.timeouts?.read == .zero && rules.rules[3].match.methods == ["GET", "HEAD"])
+        #expect(rules.rules[4].outcome.redirectFallback && !first.outcome.redirectFallback)
 
         func resolve(_ url: String, _ headers: [(String, String)] = []) -> PolicyResolution {
             var request = PolicyRequest(method: "GET", url: url)!

@@ -162,15 +162,33 @@ struct PolicyTests {
     func defaultTable() {
         let rules = RuleSet()
         func policy(_ url: String) -> CachePolicy { rules.resolve(Self.request(url)).resolved.policy }
-        #expect(policy("http://deb.debian.org/debian/pool/main/c/curl/curl_8.deb") == .staleIfError)
-        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/InRelease") == .staleIfError)
-        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/binary-amd64/Packages.xz") == .staleIfError)
+        // apt: pool files never change; every index is asked upstream (a mix of old and new ones
+        // is a hash mismatch); by-hash names are hashes.
+        #expect(policy("http://deb.debian.org/debian/pool/main/c/curl/curl_8.deb") == .noRefresh)
+        #expect(policy("https://apt.example.com/stable/tool_1.0.deb") == .staleIfError, "a .deb outside a pool")
+        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/InRelease") == .alwaysUpstream)
+        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/binary-amd64/Packages.xz") == .alwaysUpstream)
+        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/i18n/Translation-en.bz2") == .alwaysUpstream)
+        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/dep11/Components-amd64.yml.gz") == .alwaysUpstream)
+        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/installer-amd64/current/images/MANIFEST") == .standard)
+        #expect(policy("https://download.example.com/repo/./Packages.gz") == .alwaysUpstream, "a flat repository")
         #expect(policy("http://deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/0123abcdef") == .noRefresh)
-        #expect(policy("https://registry-1.docker.io/v2/library/alpine/blobs/sha256:" + String(repeating: "ab", count: 32))
-            == .noRefresh)
+        // Registries: content by digest never changes; tags and the ping are asked every time.
+        let blob = rules.resolve(Self.request("https://registry-1.docker.io/v2/library/alpine/blobs/sha256:"
+                                              + String(repeating: "ab", count: 32))).resolved
+        #expect(blob.policy == .noRefresh && blob.redirectFallback, "its presigned redirect is kept as a fallback")
         #expect(policy("https://ghcr.io/v2/org/img/manifests/sha256:" + String(repeating: "0f", count: 32)) == .noRefresh)
-        #expect(policy("https://ghcr.io/v2/org/img/manifests/latest") == .standard, "tags move")
-        #expect(policy("https://files.pythonhosted.org/packages/a/b/x.whl") == .staleIfError)
+        #expect(policy("https://ghcr.io/v2/org/img/manifests/latest") == .alwaysUpstream, "tags move")
+        #expect(policy("https://ghcr.io/v2/") == .staleIfError)
+        #expect(policy("http://s3.test:9000/bucket/docker/registry/v2/blobs/sha256/ab/" + String(repeating: "ab", count: 32)
+                       + "/data?X-Amz-Signature=ab&X-Amz-Credential=c") == .noRefresh, "a registry's storage, by digest")
+        #expect(!rules.resolve(Self.request("https://ghcr.io/v2/org/img/manifests/latest")).resolved.redirectFallback)
+        // PyPI and other indexes.
+        #expect(policy("https://files.pythonhosted.org/packages/a/b/x.whl") == .noRefresh)
+        #expect(policy("https://devpi.example.com/root/pypi/+simple/x/") == .standard)
+        #expect(policy("https://nexus.example.com/repository/pypi/simple/requests/") == .staleIfError)
+        #expect(policy("https://nexus.example.com/repository/pypi/simple/") == .staleIfError)
+        #expect(policy("https://nexus.example.com/repository/pypi/simple/requests/x.whl") == .standard)
         let simple = rules.resolve(Self.request("https://pypi.org/simple/requests/")).resolved
         #expect(simple.policy == .staleIfError && simple.staleWhileRevalidate == 86_400)
         #expect(policy("http://169.254.169.254/latest/meta-data/") == .noCache)
