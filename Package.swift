@@ -211,8 +211,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], exclude: ["Fixtures"]),
         // Real processes on 127.0.0.1: the passsage binary, curl, openssl, sh and bash.
+        // RealClients/: pip, uv, apt and skopeo through passsage against local PyPI-, Debian- and
+        // registry-like upstreams (Fixtures/ builds their content).
         .testTarget(name: "PasssageEndToEndTests", dependencies: nio + ["TestOrigin", "TestSupport", "passsage", "xs3lerator", "MetadataStore",
-                                                                         "StorageCore", "FakeElasticsearch"]),
+                                                                         "StorageCore", "FakeElasticsearch",
+                                                                         .product(name: "Crypto", package: "swift-crypto")],
+                    exclude: ["RealClients/Fixtures"]),
         // Real xs3lerator processes against our origin: downloads, ranges, timeouts, cancellation, memory.
         .testTarget(name: "Xs3leratorEndToEndTests", dependencies: nio + [
             "TestOrigin", "TestSupport", "xs3lerator", "FakeElasticsearch", "MetadataStore",
@@ -234,7 +238,7 @@ let package = Package(
             "MetadataStore", "FakeElasticsearch", "TestSupport", "sqlite-metadata-writer",
         ]),
         // Helpers shared by the test suites: run a command, poll, free ports, a tiny HTTP server.
-        .target(name: "TestSupport", dependencies: nio, path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: nio + [.product(name: "NIOSSL", package: "swift-nio-ssl")], path: "Tests/TestSupport"),
         // A small Elasticsearch stand-in answering in ES's documented shapes; only MetadataStoreTests uses it.
         .target(name: "FakeElasticsearch", dependencies: nio + ["TestSupport"], path: "Tests/FakeElasticsearch"),
         // Streams 100 MiB through a store in a process of its own, to measure its peak memory alone.

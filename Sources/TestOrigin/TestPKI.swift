@@ -15,19 +15,24 @@ public struct TestPKI: Sendable {
 
     public var caPEM: String { authority.certificatePEM }
 
-    /// A server configuration for the given names (DNS names or IP literals).
-    public func serverConfiguration(names: [String] = ["localhost", "127.0.0.1"]) throws -> TLSConfiguration {
+    /// A leaf certificate and its private key, PEM, for the given names (DNS names or IP
+    /// literals): for servers that are not ours (a registry) to present.
+    public func leafPEM(names: [String]) throws -> (certificate: String, key: String) {
         let key = P256.Signing.PrivateKey()
         let certificate = try authority.issueLeaf(
             forNames: names.map(LeafSubject.init(host:)),
             publicKey: Certificate.PublicKey(key.publicKey),
             lifetime: 86_400
         )
-        var serializer = DER.Serializer()
-        try serializer.serialize(certificate)
+        return (try certificate.serializeAsPEM().pemString, key.pemRepresentation)
+    }
+
+    /// A server configuration for the given names (DNS names or IP literals).
+    public func serverConfiguration(names: [String] = ["localhost", "127.0.0.1"]) throws -> TLSConfiguration {
+        let leaf = try leafPEM(names: names)
         var configuration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: [.certificate(try NIOSSLCertificate(bytes: serializer.serializedBytes, format: .der))],
-            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(leaf.certificate.utf8), format: .pem))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(leaf.key.utf8), format: .pem))
         )
         configuration.applicationProtocols = ["http/1.1"]
         return configuration

@@ -34,9 +34,10 @@ final class PasssageProcess: Sendable {
 
     /// Starts passsage with `arguments` added to a test baseline and waits for its listener.
     /// `denyUpstream` nil leaves passsage's default deny list in force.
-    /// `descriptorLimit` runs it under `ulimit -n`.
+    /// `descriptorLimit` runs it under `ulimit -n`; `prefix` runs it through a command (`TestHosts`).
     static func launch(_ arguments: [String] = [], environment extra: [String: String] = [:],
-                       denyUpstream: String? = testDenyList, descriptorLimit: Int? = nil) async throws -> PasssageProcess {
+                       denyUpstream: String? = testDenyList, descriptorLimit: Int? = nil,
+                       prefix: [String] = []) async throws -> PasssageProcess {
         let caDirectory = try makeTemporaryDirectory() + "/ca"
         let deny = denyUpstream.map { ["--deny-upstream", $0] } ?? []
         // The proxy's mechanics are tested without the cache unless a test asks for it with
@@ -47,6 +48,7 @@ final class PasssageProcess: Sendable {
         if let descriptorLimit {
             command = ["/bin/sh", "-c", "ulimit -n \(descriptorLimit) && exec \"$0\" \"$@\""] + command
         }
+        command = prefix + command
         let service = try await ServiceProcess.launch(
             command[0], Array(command.dropFirst()),
             environment: extra, clearingPrefixes: ["PASSSAGE_"], marker: "passsage proxy listening on ")

@@ -32,25 +32,33 @@ public final class MotoServer: Sendable {
     /// Starts moto on a free port and prepares it. A start that fails (the port taken between
     /// choosing and binding it, by another test's server; moto dying on a starved machine) is
     /// tried again on another port, twice at most.
-    public static func start() async throws -> MotoServer {
+    /// `environment`: moto's own settings (`S3_IGNORE_SUBDOMAIN_BUCKETNAME`); `requestLog`: a
+    /// file that gets moto's request log, one line per request.
+    public static func start(environment: [String: String] = [:], requestLog: String? = nil) async throws -> MotoServer {
         var attempt = 0
         while true {
             attempt += 1
             do {
-                return try await startOnce()
+                return try await startOnce(environment: environment, requestLog: requestLog)
             } catch where attempt < 3 {
                 continue
             }
         }
     }
 
-    private static func startOnce() async throws -> MotoServer {
+    private static func startOnce(environment: [String: String], requestLog: String?) async throws -> MotoServer {
         let port = try unusedPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let requestLog {
+            FileManager.default.createFile(atPath: requestLog, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: requestLog)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         process.standardInput = FileHandle.nullDevice
         try process.run()
         let endpoint = "http://127.0.0.1:\(port)"

@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One request as a test server sees it, body included (test traffic is small).
 public struct TestHTTPRequest: Sendable {
@@ -48,7 +49,10 @@ public final class TestHTTPServer: Sendable {
     }
 
     /// `port` 0 picks a free one; a given one lets a stopped server come back where it was.
-    public static func start(port: Int = 0, maximumBodySize: Int = 64 << 20, handler: @escaping Handler) async throws -> TestHTTPServer {
+    /// `tls`: serve HTTPS with this configuration.
+    public static func start(port: Int = 0, maximumBodySize: Int = 64 << 20, tls: TLSConfiguration? = nil,
+                             handler: @escaping Handler) async throws -> TestHTTPServer {
+        let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -57,6 +61,9 @@ public final class TestHTTPServer: Sendable {
                 connections.withLockedValue { $0[id] = channel }
                 channel.closeFuture.whenComplete { _ in connections.withLockedValue { _ = $0.removeValue(forKey: id) } }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
                         TestHTTPServerHandler(maximumBodySize: maximumBodySize, handler: handler))
@@ -124,13 +131,15 @@ private final class TestHTTPServerHandler: ChannelInboundHandler {
             return
         }
         headers.remove(name: "Transfer-Encoding")
-        // A HEAD answer keeps the length of the body it does not carry.
-        if !(isHead && headers.contains(name: "Content-Length")) {
+        // A HEAD answer keeps the length of the body it does not carry; a 304 has none to give.
+        if status == .notModified {
+            headers.remove(name: "Content-Length")
+        } else if !(isHead && headers.contains(name: "Content-Length")) {
             headers.replaceOrAdd(name: "Content-Length", value: String(body.readableBytes))
         }
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        if body.readableBytes > 0, !isHead, status != .notModified { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
