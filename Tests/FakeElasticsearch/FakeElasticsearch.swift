@@ -67,6 +67,9 @@ public final class FakeElasticsearch: Sendable {
     /// How many requests each call has received (rejected ones included).
     public func requestCount(_ call: String) -> Int { cluster.withLock { $0.requestCounts[call, default: 0] } }
 
+    /// Documents stored, across indices.
+    public var documentCount: Int { cluster.withLock { $0.indices.values.reduce(0) { $0 + $1.count } } }
+
     /// The stored `_source` of a document as JSON text (sorted keys), nulls and all.
     public func storedSource(index: String, id: String) -> String? {
         cluster.withLock { state in

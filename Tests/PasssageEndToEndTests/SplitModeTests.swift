@@ -76,13 +76,15 @@ final class SplitStack: Sendable {
         }
     }
 
+    /// `prefix`: a command xs3lerator runs through (`TestHosts`).
     static func launchXs3(port: Int, directory: String, moto: MotoServer, elastic: FakeElasticsearch,
-                          originCAFile: String) async throws -> ServiceProcess {
+                          originCAFile: String, prefix: [String] = []) async throws -> ServiceProcess {
         let temporary = directory + "/xs3-tmp"
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        let command = prefix + [builtExecutable("xs3lerator")]
         return try await ServiceProcess.launch(
-            builtExecutable("xs3lerator"),
-            ["--bind-ip", "127.0.0.1", "--port", String(port), "--temp-dir", temporary,
+            command[0],
+            Array(command.dropFirst()) + ["--bind-ip", "127.0.0.1", "--port", String(port), "--temp-dir", temporary,
              "--s3-bucket", moto.bucket, "--s3-endpoint", moto.endpoint, "--elasticsearch-url", elastic.url,
              "--auth-token", token, "--upstream-ca-file", originCAFile, "--chunk-size", "1MiB", "--range-size", "1MiB",
              "--data-dir", directory + "/xs3-data"],
@@ -90,13 +92,13 @@ final class SplitStack: Sendable {
     }
 
     static func launchProxy(xs3Port: Int, directory: String, elastic: FakeElasticsearch, originCAFile: String,
-                            arguments: [String] = []) async throws -> PasssageProcess {
+                            arguments: [String] = [], prefix: [String] = []) async throws -> PasssageProcess {
         try await PasssageProcess.launch(arguments + [
             "--data-dir", try makeTemporaryDirectory(), "--upstream-ca-file", originCAFile,
             "--xs3lerator-url", "http://127.0.0.1:\(xs3Port)", "--xs3lerator-auth-token", token,
             "--elasticsearch-url", elastic.url, "--elasticsearch-flush-interval", "1",
             "--health-port", String(try unusedPort()), "--health-host", "127.0.0.1",
-        ])
+        ], prefix: prefix)
     }
 
     static func fetchCA(_ proxy: PasssageProcess, into file: String) async throws -> String {
