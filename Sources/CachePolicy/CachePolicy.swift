@@ -65,12 +65,19 @@ public struct ResolvedPolicy: Sendable, Equatable {
         self.origin = origin
     }
 
-    /// The policy a stored entry is served under: a fallback-only redirect always goes upstream
-    /// first (AlwaysUpstream), whatever the rule says, and answers only when the upstream fails.
+    /// The policy a stored entry is served under. Under a `redirect_fallback` rule a temporary
+    /// redirect is never replayed past its lifetime, whatever the rule's policy: a fallback-only
+    /// one (no lifetime) always goes upstream first and answers only when the upstream fails
+    /// (AlwaysUpstream); one with a lifetime is served while fresh, then revalidated, with the
+    /// cache as fallback (StaleIfError in place of NoRefresh). A presigned URL it names expires.
     public func serving(_ stored: StoredResponse) -> ResolvedPolicy {
-        guard stored.isFallbackOnly else { return self }
+        guard redirectFallback, Storability.fallbackRedirectStatuses.contains(stored.status) else { return self }
         var adjusted = self
-        adjusted.policy = .alwaysUpstream
+        if stored.isFallbackOnly {
+            adjusted.policy = .alwaysUpstream
+        } else if policy == .noRefresh {
+            adjusted.policy = .staleIfError
+        }
         return adjusted
     }
 }

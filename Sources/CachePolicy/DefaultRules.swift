@@ -5,8 +5,10 @@ import HTTPRules
 public enum DefaultRules {
     public static let table: [PolicyRule] = {
         var rules: [PolicyRule] = []
-        func add(_ policy: CachePolicy, _ match: PolicyRule.Match, swr: Int64? = nil, redirectFallback: Bool = false) {
-            rules.append(PolicyRule(match, ResolvedPolicy(policy, staleWhileRevalidate: swr, redirectFallback: redirectFallback,
+        func add(_ policy: CachePolicy, _ match: PolicyRule.Match, swr: Int64? = nil, stripQuery: [String] = [],
+                 redirectFallback: Bool = false) {
+            rules.append(PolicyRule(match, ResolvedPolicy(policy, staleWhileRevalidate: swr, stripQuery: stripQuery,
+                                                          redirectFallback: redirectFallback,
                                                           origin: "default rule \(rules.count + 1)")))
         }
         func host(_ pattern: String) -> HostPattern {
@@ -29,12 +31,13 @@ public enum DefaultRules {
         // answers a blob with a 307 to a presigned URL that expires: that redirect is kept only
         // as a fallback for when the registry is down (`redirect_fallback`).
         add(.noRefresh, .init(urlRegex: regex("/by-hash/[A-Za-z0-9]+/[A-Fa-f0-9]+$")))
-        add(.noRefresh, .init(pathRegex: regex("^/v2/.+/(blobs|manifests)/sha256:[a-f0-9]{64}$"), methods: ["GET", "HEAD"]),
+        add(.noRefresh, .init(pathRegex: regex("^/v2/.+/(blobs|manifests)/sha256:[a-f0-9]{64}(\\?.*)?$"), methods: ["GET", "HEAD"]),
             redirectFallback: true)
         // Where such a redirect leads: the distribution registry's storage layout names blobs by
-        // digest (in S3, GCS or Azure, behind a signed URL the key leaves out).
+        // digest (in S3, GCS or Azure, behind a signed URL the key leaves out; Docker Hub's CDN
+        // signs with a `verify` parameter of its own, which the digest makes irrelevant too).
         add(.noRefresh, .init(pathRegex: regex("/docker/registry/v2/blobs/sha256/[a-f0-9]{2}/[a-f0-9]{64}/data(\\?.*)?$"),
-                              methods: ["GET", "HEAD"]))
+                              methods: ["GET", "HEAD"]), stripQuery: ["verify"])
         // Registry tags move: a manifest by tag is asked every time (conditionally, by its ETag)
         // and served from the cache when the registry is down; so is the API's `/v2/` ping.
         add(.alwaysUpstream, .init(pathRegex: regex("^/v2/.+/manifests/[^/]+$"), methods: ["GET", "HEAD"]))
@@ -49,7 +52,7 @@ public enum DefaultRules {
         add(.staleIfError, .init(pathSuffix: ".deb"))
         add(.staleIfError, .init(pathSuffix: ".udeb"))
         add(.alwaysUpstream, .init(pathRegex: regex(
-            "/dists/.+/(InRelease|Release|Release\\.gpg|(Packages|Sources|Contents-[^/]+|Translation-[^/]+|Components-[^/]+|Commands-[^/]+)(\\.(gz|xz|bz2|lzma|zst))?|Index)(\\?.*)?$")))
+            "/dists/.+/(InRelease|Release|Release\\.gpg|(Packages|Sources|Contents-[^/]+|Translation-[^/]+|Components-[^/]+|icons-[^/]+|Commands-[^/]+)(\\.(gz|xz|bz2|lzma|zst))?|Index)(\\?.*)?$")))
         for name in ["/packages", "/packages.gz", "/packages.xz", "/inrelease", "/release", "/release.gpg"] {
             add(.alwaysUpstream, .init(pathSuffix: name))
         }
@@ -67,7 +70,7 @@ public enum DefaultRules {
         add(.staleIfError, .init(host: host("mran.microsoft.com"), pathPrefix: "/snapshot/"))
         // Other package indexes' project pages (PEP 503/691: devpi, Artifactory, Nexus, GitLab):
         // revalidated as their origin says, answered from the cache when the index is down.
-        add(.staleIfError, .init(pathRegex: regex("/simple(/[^/?]+)?/?(\\?.*)?$")))
+        add(.staleIfError, .init(pathRegex: regex("/\\+?simple/([^/?]+/)?(\\?.*)?$")))
         return rules
     }()
 }

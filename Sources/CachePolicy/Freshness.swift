@@ -25,8 +25,10 @@ public struct StoredResponse: Sendable, Equatable {
     /// stored only because its rule keeps redirects as fallbacks (`redirect_fallback`): serving it
     /// while the upstream answers would replay a redirect that may have expired (a presigned
     /// URL), so it answers only when the upstream fails.
+    /// (`public` ones were storable anyway, and are served as RFC 9111 says.)
     public var isFallbackOnly: Bool {
         Storability.fallbackRedirectStatuses.contains(status) && !Storability.hasExplicitLifetime(headers, cacheControl)
+            && !cacheControl.isPublic
     }
 
     /// §4.2.3 at reception: the larger of the apparent age (`response_time - Date`) and the `Age`

@@ -78,6 +78,7 @@ extension CacheSource {
                                               failedStatus: response.status, lookup: lookup) {
                 return plan
             }
+            await storeIfRedirect(response, lookup: lookup, requestTime: requestTime, stored: stored)
             return relayFromDataPlane(response, status: CacheStatus(forward: forward, forwardStatus: Int(response.status.code),
                                                                     stored: stored.withLockedValue { $0 } == true),
                                       lookup: lookup)
@@ -182,16 +183,20 @@ extension CacheSource {
                                           failedStatus: response.status, lookup: lookup) {
             return plan
         }
-        if (300..<400).contains(response.status.code), response.status != .notModified {
-            stored.withLockedValue { $0 = false }
-            if await storeRedirect(response, lookup: lookup, requestTime: requestTime) {
-                stored.withLockedValue { $0 = true }
-            }
-        }
+        await storeIfRedirect(response, lookup: lookup, requestTime: requestTime, stored: stored)
         let verdict = stored.withLockedValue { $0 } == true
         if verdict { await updateVaryIndex(lookup, vary: response.headers[canonicalForm: "vary"].map(String.init),
                                            hadVaryIndex: hadVaryIndex) }
         return relayFromDataPlane(response, status: CacheStatus(forward: forward, stored: verdict), lookup: lookup)
+    }
+
+    /// A redirect has no body for the data plane's sink: its document is written here, replacing
+    /// the entry (a fallback redirect gets the new `Location`); `stored` records the verdict.
+    func storeIfRedirect(_ response: DataPlaneResponse, lookup: Lookup, requestTime: Int64,
+                         stored: NIOLockedValueBox<Bool?>) async {
+        guard (300..<400).contains(response.status.code), response.status != .notModified else { return }
+        let kept = await storeRedirect(response, lookup: lookup, requestTime: requestTime)
+        stored.withLockedValue { $0 = kept }
     }
 
     /// Records the `Vary` an origin sent for the URL, so later lookups select the variant; removes

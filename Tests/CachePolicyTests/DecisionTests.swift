@@ -122,6 +122,13 @@ struct DecisionTests {
         #expect(CacheDecisions.decide(request, policy: served, entry: (redirect, freshness)) == .refetch(.stale, staleIfError: true))
         #expect(rule.serving(Self.stored([("Content-Length", "3")])).policy == .noRefresh)
         #expect(PolicyResolution(rule).resolved(for: redirect).policy == .alwaysUpstream)
+        // A redirect with a lifetime is served while fresh, never replayed past it.
+        let timed = Self.stored(location + [("Cache-Control", "max-age=60")], status: 307)
+        #expect(rule.serving(timed).policy == .staleIfError)
+        // A `public` one was storable anyway; rules without redirect_fallback are untouched.
+        #expect(!Self.stored(location + [("Cache-Control", "public")], status: 307).isFallbackOnly)
+        #expect(ResolvedPolicy(.standard).serving(redirect).policy == .standard)
+        #expect(ResolvedPolicy(.noRefresh).serving(redirect).policy == .noRefresh)
     }
 
     @Test("bug 15: a response to an Authorization request is shared only where §3.5 allows")

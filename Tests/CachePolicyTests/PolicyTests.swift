@@ -170,6 +170,7 @@ struct PolicyTests {
         #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/binary-amd64/Packages.xz") == .alwaysUpstream)
         #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/i18n/Translation-en.bz2") == .alwaysUpstream)
         #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/dep11/Components-amd64.yml.gz") == .alwaysUpstream)
+        #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/dep11/icons-64x64.tar.gz") == .alwaysUpstream)
         #expect(policy("http://archive.ubuntu.com/ubuntu/dists/noble/main/installer-amd64/current/images/MANIFEST") == .standard)
         #expect(policy("https://download.example.com/repo/./Packages.gz") == .alwaysUpstream, "a flat repository")
         #expect(policy("http://deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/0123abcdef") == .noRefresh)
@@ -178,14 +179,20 @@ struct PolicyTests {
                                               + String(repeating: "ab", count: 32))).resolved
         #expect(blob.policy == .noRefresh && blob.redirectFallback, "its presigned redirect is kept as a fallback")
         #expect(policy("https://ghcr.io/v2/org/img/manifests/sha256:" + String(repeating: "0f", count: 32)) == .noRefresh)
+        #expect(policy("https://mirror.example/v2/library/alpine/blobs/sha256:" + String(repeating: "ab", count: 32) + "?ns=docker.io")
+            == .noRefresh, "a containerd mirror's namespace parameter")
         #expect(policy("https://ghcr.io/v2/org/img/manifests/latest") == .alwaysUpstream, "tags move")
         #expect(policy("https://ghcr.io/v2/") == .staleIfError)
         #expect(policy("http://s3.test:9000/bucket/docker/registry/v2/blobs/sha256/ab/" + String(repeating: "ab", count: 32)
                        + "/data?X-Amz-Signature=ab&X-Amz-Credential=c") == .noRefresh, "a registry's storage, by digest")
         #expect(!rules.resolve(Self.request("https://ghcr.io/v2/org/img/manifests/latest")).resolved.redirectFallback)
+        let hubBlob = rules.resolve(Self.request("https://production.cloudflare.docker.com/registry-v2/docker/registry/v2/blobs/sha256/ab/"
+                                                 + String(repeating: "ab", count: 32) + "/data?verify=1700000000-abc")).resolved
+        #expect(hubBlob.policy == .noRefresh && hubBlob.stripQuery == ["verify"], "Docker Hub's CDN signature is not part of the key")
         // PyPI and other indexes.
         #expect(policy("https://files.pythonhosted.org/packages/a/b/x.whl") == .noRefresh)
-        #expect(policy("https://devpi.example.com/root/pypi/+simple/x/") == .standard)
+        #expect(policy("https://devpi.example.com/root/pypi/+simple/x/") == .staleIfError)
+        #expect(policy("https://example.com/docs/simple/index.html") == .standard, "a page, not an index")
         #expect(policy("https://nexus.example.com/repository/pypi/simple/requests/") == .staleIfError)
         #expect(policy("https://nexus.example.com/repository/pypi/simple/") == .staleIfError)
         #expect(policy("https://nexus.example.com/repository/pypi/simple/requests/x.whl") == .standard)

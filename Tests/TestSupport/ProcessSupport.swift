@@ -15,15 +15,17 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs a command to completion on its own thread (never on the cooperative pool), killing it
-/// after `timeout` seconds.
+/// after `timeout` seconds. `processGroup`: run it as the leader of a process group of its own
+/// (`setsid`) and kill the whole group at the timeout, so that children it started (pip's build
+/// backends, apt's methods) cannot keep its output open past the bound.
 public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-         timeout: Double = 120) async throws -> ProcessResult {
+         timeout: Double = 120, processGroup: Bool = false) async throws -> ProcessResult {
     try await withCheckedThrowingContinuation { continuation in
         let thread = Thread {
             do {
                 let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = arguments
+                process.executableURL = URL(fileURLWithPath: processGroup ? "/usr/bin/setsid" : executable)
+                process.arguments = processGroup ? [executable] + arguments : arguments
                 if let environment { process.environment = environment }
                 let out = Pipe()
                 let err = Pipe()
@@ -31,7 +33,10 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
                 process.standardError = err
                 process.standardInput = FileHandle.nullDevice
                 try process.run()
-                let killer = DispatchWorkItem { if process.isRunning { forceKill(process) } }
+                let pid = process.processIdentifier
+                let killer = DispatchWorkItem {
+                    if processGroup { kill(-pid, SIGKILL) } else if process.isRunning { forceKill(process) }
+                }
                 DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
                 let errData = NIOLockedValueBox(Data())
                 let errReader = Thread { errData.withLockedValue { $0 = err.fileHandleForReading.readDataToEndOfFile() } }

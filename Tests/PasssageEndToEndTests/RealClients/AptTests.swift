@@ -66,7 +66,8 @@ struct AptClient {
         let command = [tool] + options + arguments
         // apt-get download writes into the working directory.
         let script = "cd \"$0\" && exec \"$@\""
-        return try await run("/bin/sh", ["-c", script, directory ?? root] + command, environment: clientEnvironment([:]), timeout: 120)
+        return try await run("/bin/sh", ["-c", script, directory ?? root] + command, environment: clientEnvironment([:]), timeout: 120,
+                             processGroup: true)
     }
 
     /// `apt-get update`; expects success with no failed fetch and no hash mismatch.

@@ -53,7 +53,8 @@ struct PythonClients {
         let environment = clientEnvironment(proxyEnvironment.merging([
             "PIP_CERT": proxyCAFile, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "PIP_DEFAULT_TIMEOUT": "60",
         ]) { $1 })
-        return try await run("/usr/bin/env", ["python3", "-m", "pip"] + arguments, environment: environment, timeout: 240)
+        return try await run("/usr/bin/env", ["python3", "-m", "pip"] + arguments, environment: environment, timeout: 240,
+                             processGroup: true)
     }
 
     func uv(_ arguments: [String]) async throws -> ProcessResult {
@@ -62,7 +63,7 @@ struct PythonClients {
         let environment = clientEnvironment(proxyEnvironment.merging([
             "SSL_CERT_FILE": proxyCAFile, "UV_CACHE_DIR": cache, "UV_NO_PROGRESS": "1", "UV_HTTP_TIMEOUT": "60",
         ]) { $1 })
-        return try await run("/usr/bin/env", ["uv"] + arguments, environment: environment, timeout: 240)
+        return try await run("/usr/bin/env", ["uv"] + arguments, environment: environment, timeout: 240, processGroup: true)
     }
 
     /// `pip install --no-deps --target` of the three projects into a new directory; fails the
@@ -88,6 +89,34 @@ struct PythonClients {
         try fileDigests(under: target).filter { PackageIndex.modules.contains($0.key) }
     }
 
+    /// The same modules as the directly downloaded wheels and sdist hold them.
+    static func modules(inArchivesUnder directory: String) async throws -> [String: String] {
+        let script = """
+            import glob, hashlib, sys, tarfile, zipfile
+            wanted = set(sys.argv[2:])
+            for path in sorted(glob.glob(sys.argv[1] + "/*")):
+                if path.endswith(".whl"):
+                    with zipfile.ZipFile(path) as archive:
+                        for name in archive.namelist():
+                            if name in wanted:
+                                print(name, hashlib.sha256(archive.read(name)).hexdigest())
+                else:
+                    with tarfile.open(path) as archive:
+                        for member in archive.getmembers():
+                            name = member.name.split("/", 1)[-1]
+                            if name in wanted:
+                                print(name, hashlib.sha256(archive.extractfile(member).read()).hexdigest())
+            """
+        let result = try await runChecked(["/usr/bin/env", "python3", "-c", script, directory] + PackageIndex.modules,
+                                          "reading the archives")
+        var digests: [String: String] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            let parts = line.split(separator: " ").map(String.init)
+            if parts.count == 2 { digests[parts[0]] = parts[1] }
+        }
+        return digests
+    }
+
     /// The whole scenario of issue 14's first criterion: a first install of each client, a second
     /// one that asks the origin for no file and revalidates the stale pages, a third with the
     /// origin stopped, and every download byte-identical to a direct one.
@@ -104,6 +133,7 @@ struct PythonClients {
         let first = try await pipInstall("pip-first")
         let expected = try Self.modules(in: first)
         #expect(expected.count == PackageIndex.modules.count, "pip installed \(expected.keys.sorted())")
+        #expect(try await Self.modules(inArchivesUnder: direct) == expected, "what pip installed is what the origin serves")
         let firstFiles = index.fileRequests(since: baseline)
         #expect(firstFiles.count == PackageIndex.files.count, "one download per file: \(firstFiles.map(\.path))")
         let afterFirst = site.requests.count

@@ -67,20 +67,22 @@ struct ContainerRegistry {
                 marker: "listening on ")
             let registry = ContainerRegistry(process: process, port: port, moto: moto, motoLog: motoLog,
                                              originCertDirectory: certs, hosts: hosts, policyFile: policyFile)
-            let layout = directory + "/image"
-            try await runChecked(["/usr/bin/env", "python3", fixtureScripts + "/make_oci_layout.py", layout, tag], "make_oci_layout.py")
-            // moto's signature check rejects what aws-sdk-go (the registry's S3 client) signs for a
-            // query value with a slash in it (ListObjects `prefix=docker/registry/…`: 403
-            // SignatureDoesNotMatch), so the registry's storage runs with moto's checks off. This
-            // S3 is the registry's, not ours: passsage only caches the presigned GETs it hands out.
-            try await moto.allowUnsignedRequests(100_000_000)
             do {
+                let layout = directory + "/image"
+                try await runChecked(["/usr/bin/env", "python3", fixtureScripts + "/make_oci_layout.py", layout, tag],
+                                     "make_oci_layout.py")
+                // moto's signature check rejects what aws-sdk-go (the registry's S3 client) signs for
+                // a query value with a slash in it (ListObjects `prefix=docker/registry/…`: 403
+                // SignatureDoesNotMatch), so the registry's storage runs with moto's checks off.
+                // This S3 is the registry's, not ours: passsage only caches the presigned GETs it
+                // hands out.
+                try await moto.allowUnsignedRequests(100_000_000)
                 try await runChecked(hosts.prefix + ["/usr/bin/skopeo", "--policy", policyFile, "copy", "--dest-cert-dir", certs,
                                                      "oci:\(layout):\(tag)", registry.reference],
                                      environment: clientEnvironment([:]), "pushing the image")
             } catch {
-                process.stop()
-                throw HarnessError("\(error)\nthe registry's log:\n\(process.output.suffix(6000))")
+                await registry.stop()
+                throw HarnessError("\(error)\n\(registry.diagnostics)")
             }
             return registry
         } catch {
@@ -104,10 +106,10 @@ struct ContainerRegistry {
                     reference, "oci:\(layout):\(Self.tag)"]
         guard let proxyURL else {
             return try await run(hosts.prefix[0], Array((hosts.prefix + copy).dropFirst()), environment: clientEnvironment([:]),
-                                 timeout: 180)
+                                 timeout: 180, processGroup: true)
         }
         let environment = clientEnvironment(["HTTPS_PROXY": proxyURL, "HTTP_PROXY": proxyURL, "NO_PROXY": ""])
-        return try await run(copy[0], Array(copy.dropFirst()), environment: environment, timeout: 180)
+        return try await run(copy[0], Array(copy.dropFirst()), environment: environment, timeout: 180, processGroup: true)
     }
 
     /// The ends of the registry's and moto's logs, for failure messages.

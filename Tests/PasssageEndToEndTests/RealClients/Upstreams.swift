@@ -244,7 +244,8 @@ let fixtureScripts: String = {
 @discardableResult
 func runChecked(_ command: [String], environment: [String: String]? = nil, timeout: Double = 120,
                 _ what: String) async throws -> ProcessResult {
-    let result = try await run(command[0], Array(command.dropFirst()), environment: environment, timeout: timeout)
+    let result = try await run(command[0], Array(command.dropFirst()), environment: environment, timeout: timeout,
+                               processGroup: true)
     guard result.status == 0 else {
         throw HarnessError("\(what) failed (exit \(result.status)):\n\(result.stdout)\n\(result.stderr)")
     }

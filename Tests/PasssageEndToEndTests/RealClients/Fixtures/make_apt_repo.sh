@@ -15,6 +15,8 @@ gnupg=$(dirname "$root")/apt-gnupg
 mkdir -p "$root/pool/main" "$root/dists/stable/main/binary-amd64" "$work"
 
 export GNUPGHOME=$gnupg
+# gpg starts an agent for the key; it must not outlive the script.
+trap 'gpgconf --kill all >/dev/null 2>&1 || true' EXIT
 if [ ! -d "$gnupg" ]; then
     mkdir -m 700 "$gnupg"
     gpg --batch --quiet --passphrase '' --quick-gen-key "passsage test archive <archive@passsage.test>" ed25519 sign never
