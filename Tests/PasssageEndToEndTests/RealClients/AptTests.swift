@@ -100,72 +100,63 @@ struct AptClient {
 struct AptClientTests {
     @Test("apt through passsage: update and download, a republished archive with no hash mismatch, the mirror down")
     func aptEmbedded() async throws {
-        let directory = try makeTemporaryDirectory()
-        let pki = try TestPKI()
-        let originCAFile = directory + "/origin-ca.pem"
-        try pki.caPEM.write(toFile: originCAFile, atomically: true, encoding: .utf8)
-        let hosts = try TestHosts(directory: directory, names: [DebianArchive.host])
-        let archive = try await DebianArchive.start(directory: directory, pki: pki)
-        let proxy: PasssageProcess
-        do {
-            proxy = try await PasssageProcess.launch(["--data-dir", directory + "/passsage-data", "--upstream-ca-file", originCAFile],
-                                                     prefix: hosts.prefix)
-        } catch {
-            await archive.site.stop()
-            throw error
-        }
-        try await withTeardown {
-            let proxyCAFile = try await SplitStack.fetchCA(proxy, into: directory + "/proxy-ca.pem")
-            func client(_ name: String, byHash: Bool = true) throws -> AptClient {
-                try AptClient(name: name, directory: directory, archive: archive, proxyURL: proxy.proxyURL,
-                              proxyCAFile: proxyCAFile, byHash: byHash)
-            }
-            func direct(_ version: String) async throws -> [String: String] {
-                let into = directory + "/direct-" + version
-                try FileManager.default.createDirectory(atPath: into, withIntermediateDirectories: true)
-                for package in DebianArchive.packages {
-                    let name = "\(package)_\(version)_all.deb"
-                    try await archive.site.directDownload(archive.debPath(package, version), caFile: originCAFile, to: into + "/" + name)
+        try await ClientTestBed.with(names: [DebianArchive.host]) { bed in
+            let archive = try await DebianArchive.start(directory: bed.directory, pki: bed.pki)
+            try await withTeardown {
+                try await bed.withEmbeddedProxy { proxy, proxyCAFile in
+                    func client(_ name: String, byHash: Bool = true) throws -> AptClient {
+                        try AptClient(name: name, directory: bed.directory, archive: archive, proxyURL: proxy.proxyURL,
+                                      proxyCAFile: proxyCAFile, byHash: byHash)
+                    }
+                    func direct(_ version: String) async throws -> [String: String] {
+                        let into = bed.directory + "/direct-" + version
+                        try FileManager.default.createDirectory(atPath: into, withIntermediateDirectories: true)
+                        for package in DebianArchive.packages {
+                            let name = "\(package)_\(version)_all.deb"
+                            try await archive.site.directDownload(archive.debPath(package, version), caFile: bed.originCAFile,
+                                                                  to: into + "/" + name)
+                        }
+                        return try fileDigests(under: into)
+                    }
+
+                    // Version 1.0: a client that uses by-hash (apt's default here) and one that does not.
+                    let byHash = try client("by-hash")
+                    let byName = try client("by-name", byHash: false)
+                    try await byHash.update("first update")
+                    try await byName.update("first update, indexes by name")
+                    #expect(try await byHash.candidate("passsage-hello") == "1.0")
+                    let directOne = try await direct("1.0")
+                    #expect(try await byHash.download(DebianArchive.packages, "download 1.0") == directOne,
+                            "byte-identical to direct")
+
+                    // The archive is republished. Both clients see 1.1 at once, and neither gets the old
+                    // Packages with the new InRelease (Hash Sum mismatch).
+                    try await archive.republish("1.1")
+                    try await byHash.update("update after republishing")
+                    try await byName.update("update after republishing, indexes by name")
+                    #expect(try await byHash.candidate("passsage-hello") == "1.1")
+                    #expect(try await byName.candidate("passsage-hello") == "1.1")
+                    let directTwo = try await direct("1.1")
+                    #expect(try await byHash.download(DebianArchive.packages, "download 1.1") == directTwo)
+                    let pool = archive.site.requests { $0.hasPrefix("/pool/") }
+                    #expect(pool.filter { $0.path == archive.debPath("passsage-hello", "1.0") }.count == 2,
+                            "the 1.0 package: once direct, once through passsage")
+
+                    // The mirror is down: updates and downloads of the cached version still work, also
+                    // for a new client with empty lists.
+                    await archive.site.stop()
+                    try await byHash.update("update with the mirror down")
+                    #expect(try await byHash.candidate("passsage-hello") == "1.1")
+                    #expect(try await byHash.download(DebianArchive.packages, "download with the mirror down") == directTwo)
+                    let newcomer = try client("newcomer")
+                    try await newcomer.update("a new client's update with the mirror down")
+                    #expect(try await newcomer.candidate("passsage-tool") == "1.1")
+                    #expect(try await newcomer.download(DebianArchive.packages, "a new client's download with the mirror down")
+                            == directTwo)
                 }
-                return try fileDigests(under: into)
+            } teardown: {
+                await archive.site.stop()
             }
-
-            // Version 1.0: a client that uses by-hash (apt's default here) and one that does not.
-            let byHash = try client("by-hash")
-            let byName = try client("by-name", byHash: false)
-            try await byHash.update("first update")
-            try await byName.update("first update, indexes by name")
-            #expect(try await byHash.candidate("passsage-hello") == "1.0")
-            let directOne = try await direct("1.0")
-            #expect(try await byHash.download(DebianArchive.packages, "download 1.0") == directOne, "byte-identical to direct")
-
-            // The archive is republished. Both clients see 1.1 at once, and neither gets the old
-            // Packages with the new InRelease (Hash Sum mismatch).
-            try await archive.republish("1.1")
-            try await byHash.update("update after republishing")
-            try await byName.update("update after republishing, indexes by name")
-            #expect(try await byHash.candidate("passsage-hello") == "1.1")
-            #expect(try await byName.candidate("passsage-hello") == "1.1")
-            let directTwo = try await direct("1.1")
-            #expect(try await byHash.download(DebianArchive.packages, "download 1.1") == directTwo)
-            let pool = archive.site.requests { $0.hasPrefix("/pool/") }
-            #expect(pool.filter { $0.path == archive.debPath("passsage-hello", "1.0") }.count == 2,
-                    "the 1.0 package: once direct, once through passsage")
-
-            // The mirror is down: updates and downloads of the cached version still work, also
-            // for a new client with empty lists.
-            await archive.site.stop()
-            try await byHash.update("update with the mirror down")
-            #expect(try await byHash.candidate("passsage-hello") == "1.1")
-            #expect(try await byHash.download(DebianArchive.packages, "download with the mirror down") == directTwo)
-            let newcomer = try client("newcomer")
-            try await newcomer.update("a new client's update with the mirror down")
-            #expect(try await newcomer.candidate("passsage-tool") == "1.1")
-            #expect(try await newcomer.download(DebianArchive.packages, "a new client's download with the mirror down") == directTwo)
-        } teardown: {
-            proxy.stop()
-            await archive.site.stop()
-            try? FileManager.default.removeItem(atPath: directory)
         }
     }
 }

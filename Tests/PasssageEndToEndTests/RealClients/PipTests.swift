@@ -174,64 +174,47 @@ struct PythonClients {
 struct PipClientTests {
     @Test("pip and uv through passsage: cached files, revalidated pages, installs with the origin down")
     func pipAndUvEmbedded() async throws {
-        let directory = try makeTemporaryDirectory()
-        let pki = try TestPKI()
-        let originCAFile = directory + "/origin-ca.pem"
-        try pki.caPEM.write(toFile: originCAFile, atomically: true, encoding: .utf8)
-        let hosts = try TestHosts(directory: directory, names: [PackageIndex.host])
-        let index = try await PackageIndex.start(directory: directory, pki: pki, originCAFile: originCAFile)
-        let dataDirectory = directory + "/passsage-data"
-        let proxy: PasssageProcess
-        do {
-            proxy = try await PasssageProcess.launch(["--data-dir", dataDirectory, "--upstream-ca-file", originCAFile],
-                                                     prefix: hosts.prefix)
-        } catch {
-            await index.site.stop()
-            throw error
-        }
-        try await withTeardown {
-            let proxyCAFile = try await SplitStack.fetchCA(proxy, into: directory + "/proxy-ca.pem")
-            let clients = PythonClients(index: index, proxyURL: proxy.proxyURL, proxyCAFile: proxyCAFile, directory: directory)
-            try await clients.runScenario()
-        } teardown: {
-            proxy.stop()
-            await index.site.stop()
-            try? FileManager.default.removeItem(atPath: directory)
+        try await ClientTestBed.with(names: [PackageIndex.host]) { bed in
+            let index = try await PackageIndex.start(directory: bed.directory, pki: bed.pki, originCAFile: bed.originCAFile)
+            try await withTeardown {
+                try await bed.withEmbeddedProxy { proxy, proxyCAFile in
+                    try await PythonClients(index: index, proxyURL: proxy.proxyURL, proxyCAFile: proxyCAFile,
+                                            directory: bed.directory).runScenario()
+                }
+            } teardown: {
+                await index.site.stop()
+            }
         }
     }
 
     @Test("split mode: pip and uv through passsage and xs3lerator as two processes, S3 on moto, the Elasticsearch fake")
     func pipAndUvSplit() async throws {
-        let directory = try makeTemporaryDirectory()
-        let pki = try TestPKI()
-        let originCAFile = directory + "/origin-ca.pem"
-        try pki.caPEM.write(toFile: originCAFile, atomically: true, encoding: .utf8)
         // xs3lerator goes upstream too: it resolves the index's name as passsage does.
-        let hosts = try TestHosts(directory: directory, names: [PackageIndex.host])
-        let index = try await PackageIndex.start(directory: directory, pki: pki, originCAFile: originCAFile)
-        var started: (MotoServer?, FakeElasticsearch?, ServiceProcess?, PasssageProcess?) = (nil, nil, nil, nil)
-        try await withTeardown {
-            let moto = try await MotoServer.start()
-            started.0 = moto
-            let elastic = try await FakeElasticsearch.start()
-            started.1 = elastic
-            let xs3 = try await SplitStack.launchXs3(port: 0, directory: directory, moto: moto, elastic: elastic,
-                                                    originCAFile: originCAFile, prefix: hosts.prefix)
-            started.2 = xs3
-            let proxy = try await SplitStack.launchProxy(xs3Port: xs3.port, directory: directory, elastic: elastic,
-                                                         originCAFile: originCAFile, prefix: hosts.prefix)
-            started.3 = proxy
-            let proxyCAFile = try await SplitStack.fetchCA(proxy, into: directory + "/proxy-ca.pem")
-            let clients = PythonClients(index: index, proxyURL: proxy.proxyURL, proxyCAFile: proxyCAFile, directory: directory)
-            try await clients.runScenario()
-            #expect(elastic.documentCount >= PackageIndex.files.count, "the metadata went to Elasticsearch")
-        } teardown: {
-            started.3?.stop()
-            started.2?.stop()
-            await started.1?.stop()
-            await started.0?.stop()
-            await index.site.stop()
-            try? FileManager.default.removeItem(atPath: directory)
+        try await ClientTestBed.with(names: [PackageIndex.host]) { bed in
+            let index = try await PackageIndex.start(directory: bed.directory, pki: bed.pki, originCAFile: bed.originCAFile)
+            var started: (MotoServer?, FakeElasticsearch?, ServiceProcess?, PasssageProcess?) = (nil, nil, nil, nil)
+            try await withTeardown {
+                let moto = try await MotoServer.start()
+                started.0 = moto
+                let elastic = try await FakeElasticsearch.start()
+                started.1 = elastic
+                let xs3 = try await SplitStack.launchXs3(port: 0, directory: bed.directory, moto: moto, elastic: elastic,
+                                                        originCAFile: bed.originCAFile, prefix: bed.hosts.prefix)
+                started.2 = xs3
+                let proxy = try await SplitStack.launchProxy(xs3Port: xs3.port, directory: bed.directory, elastic: elastic,
+                                                             originCAFile: bed.originCAFile, prefix: bed.hosts.prefix)
+                started.3 = proxy
+                let proxyCAFile = try await SplitStack.fetchCA(proxy, into: bed.directory + "/proxy-ca.pem")
+                try await PythonClients(index: index, proxyURL: proxy.proxyURL, proxyCAFile: proxyCAFile,
+                                        directory: bed.directory).runScenario()
+                #expect(elastic.documentCount >= PackageIndex.files.count, "the metadata went to Elasticsearch")
+            } teardown: {
+                started.3?.stop()
+                started.2?.stop()
+                await started.1?.stop()
+                await started.0?.stop()
+                await index.site.stop()
+            }
         }
     }
 }

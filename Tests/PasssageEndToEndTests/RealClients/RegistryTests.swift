@@ -27,7 +27,8 @@ struct ContainerRegistry {
     static func start(directory: String, pki: TestPKI, hosts: TestHosts) async throws -> ContainerRegistry {
         let motoLog = directory + "/moto-requests.log"
         // Path-style requests on a host name moto does not know (s3.test) name the bucket in the path.
-        let moto = try await MotoServer.start(environment: ["S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true"], requestLog: motoLog)
+        let moto = try await MotoServer.start(environment: ["S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true", "PYTHONUNBUFFERED": "1"],
+                                             requestLog: motoLog)
         do {
             let leaf = try pki.leafPEM(names: [host, "127.0.0.1"])
             try leaf.certificate.write(toFile: directory + "/registry.crt", atomically: true, encoding: .utf8)
@@ -148,69 +149,57 @@ struct RegistryClientTests {
 
     @Test("skopeo through passsage: blobs from S3 once, shared across presigned URLs, the copy with the registry down")
     func skopeoEmbedded() async throws {
-        let directory = try makeTemporaryDirectory()
-        let pki = try TestPKI()
-        let originCAFile = directory + "/origin-ca.pem"
-        try pki.caPEM.write(toFile: originCAFile, atomically: true, encoding: .utf8)
-        let hosts = try TestHosts(directory: directory, names: [ContainerRegistry.host, ContainerRegistry.storageHost])
-        let registry = try await ContainerRegistry.start(directory: directory, pki: pki, hosts: hosts)
-        let dataDirectory = directory + "/passsage-data"
-        let proxy: PasssageProcess
-        do {
-            proxy = try await PasssageProcess.launch(["--data-dir", dataDirectory, "--upstream-ca-file", originCAFile],
-                                                     prefix: hosts.prefix)
-        } catch {
-            await registry.stop()
-            await registry.moto.stop()
-            throw error
-        }
-        try await withTeardown {
-            let proxyCerts = directory + "/proxy-certs"
-            try FileManager.default.createDirectory(atPath: proxyCerts, withIntermediateDirectories: true)
-            _ = try await SplitStack.fetchCA(proxy, into: proxyCerts + "/ca.crt")
+        try await ClientTestBed.with(names: [ContainerRegistry.host, ContainerRegistry.storageHost]) { bed in
+            let registry = try await ContainerRegistry.start(directory: bed.directory, pki: bed.pki, hosts: bed.hosts)
+            try await withTeardown {
+                try await bed.withEmbeddedProxy { proxy, proxyCAFile in
+                    // skopeo trusts a directory of CA files.
+                    let proxyCerts = bed.directory + "/proxy-certs"
+                    try FileManager.default.createDirectory(atPath: proxyCerts, withIntermediateDirectories: true)
+                    try FileManager.default.copyItem(atPath: proxyCAFile, toPath: proxyCerts + "/ca.crt")
 
-            let direct = directory + "/pull-direct"
-            let directPull = try await registry.pull(into: direct, certDirectory: registry.originCertDirectory)
-            try #require(directPull.status == 0, "direct pull: \(directPull.stderr)\n\(registry.diagnostics)")
-            let directBlobs = try fileDigests(under: direct + "/blobs")
-            #expect(directBlobs.count == 5, "a manifest, a config and three layers: \(directBlobs.keys.sorted())")
-            let afterDirect = try registry.presignedBlobGets().count
-            #expect(afterDirect >= 4, "the direct pull followed the redirects to S3")
+                    let direct = bed.directory + "/pull-direct"
+                    let directPull = try await registry.pull(into: direct, certDirectory: registry.originCertDirectory)
+                    try #require(directPull.status == 0, "direct pull: \(directPull.stderr)\n\(registry.diagnostics)")
+                    let directBlobs = try fileDigests(under: direct + "/blobs")
+                    #expect(directBlobs.count == 5, "a manifest, a config and three layers: \(directBlobs.keys.sorted())")
+                    let afterDirect = try registry.presignedBlobGets().count
+                    #expect(afterDirect >= 4, "the direct pull followed the redirects to S3")
 
-            let first = directory + "/pull-first"
-            let firstPull = try await registry.pull(into: first, proxyURL: proxy.proxyURL, certDirectory: proxyCerts)
-            try #require(firstPull.status == 0, "first pull through passsage: \(firstPull.stderr)\n\(proxy.output.suffix(3000))")
-            #expect(try fileDigests(under: first + "/blobs") == directBlobs, "byte-identical to the direct pull")
-            let afterFirst = try registry.presignedBlobGets().count
-            #expect(afterFirst - afterDirect == 4, "config and layers fetched from S3 once each")
-            let firstRedirects = try await Self.storedRedirects(dataDirectory: dataDirectory)
-            #expect(firstRedirects.count == 4, "each blob's redirect is kept as a fallback: \(firstRedirects)")
+                    let first = bed.directory + "/pull-first"
+                    let firstPull = try await registry.pull(into: first, proxyURL: proxy.proxyURL, certDirectory: proxyCerts)
+                    try #require(firstPull.status == 0, "first pull through passsage: \(firstPull.stderr)\n\(proxy.output.suffix(3000))")
+                    #expect(try fileDigests(under: first + "/blobs") == directBlobs, "byte-identical to the direct pull")
+                    let afterFirst = try registry.presignedBlobGets().count
+                    #expect(afterFirst - afterDirect == 4, "config and layers fetched from S3 once each")
+                    let firstRedirects = try await Self.storedRedirects(dataDirectory: bed.dataDirectory)
+                    #expect(firstRedirects.count == 4, "each blob's redirect is kept as a fallback: \(firstRedirects)")
 
-            // The presigned URLs are signed per second: the next pull gets new ones.
-            try await Task.sleep(for: .seconds(1.1))
-            let second = directory + "/pull-second"
-            let secondPull = try await registry.pull(into: second, proxyURL: proxy.proxyURL, certDirectory: proxyCerts)
-            try #require(secondPull.status == 0, "second pull through passsage: \(secondPull.stderr)")
-            #expect(try fileDigests(under: second + "/blobs") == directBlobs)
-            #expect(try registry.presignedBlobGets().count == afterFirst, "no blob fetched from S3 again")
-            let secondRedirects = try await Self.storedRedirects(dataDirectory: dataDirectory)
-            #expect(Set(secondRedirects.keys) == Set(firstRedirects.keys))
-            for (blob, location) in secondRedirects {
-                #expect(location != firstRedirects[blob], "a new presigned URL for \(blob), served from the same entry")
+                    // The presigned URLs are signed per second: the next pull gets new ones.
+                    try await Task.sleep(for: .seconds(1.1))
+                    let second = bed.directory + "/pull-second"
+                    let secondPull = try await registry.pull(into: second, proxyURL: proxy.proxyURL, certDirectory: proxyCerts)
+                    try #require(secondPull.status == 0, "second pull through passsage: \(secondPull.stderr)")
+                    #expect(try fileDigests(under: second + "/blobs") == directBlobs)
+                    #expect(try registry.presignedBlobGets().count == afterFirst, "no blob fetched from S3 again")
+                    let secondRedirects = try await Self.storedRedirects(dataDirectory: bed.dataDirectory)
+                    #expect(Set(secondRedirects.keys) == Set(firstRedirects.keys))
+                    for (blob, location) in secondRedirects {
+                        #expect(location != firstRedirects[blob], "a new presigned URL for \(blob), served from the same entry")
+                    }
+
+                    // The registry is down; its storage is not, but passsage needs neither.
+                    await registry.stop()
+                    let third = bed.directory + "/pull-registry-down"
+                    let thirdPull = try await registry.pull(into: third, proxyURL: proxy.proxyURL, certDirectory: proxyCerts)
+                    #expect(thirdPull.status == 0, "pull with the registry down: \(thirdPull.stderr)")
+                    #expect(try fileDigests(under: third + "/blobs") == directBlobs)
+                    #expect(try registry.presignedBlobGets().count == afterFirst)
+                }
+            } teardown: {
+                await registry.stop()
+                await registry.moto.stop()
             }
-
-            // The registry is down; its storage is not, but passsage needs neither.
-            await registry.stop()
-            let third = directory + "/pull-registry-down"
-            let thirdPull = try await registry.pull(into: third, proxyURL: proxy.proxyURL, certDirectory: proxyCerts)
-            #expect(thirdPull.status == 0, "pull with the registry down: \(thirdPull.stderr)")
-            #expect(try fileDigests(under: third + "/blobs") == directBlobs)
-            #expect(try registry.presignedBlobGets().count == afterFirst)
-        } teardown: {
-            proxy.stop()
-            await registry.stop()
-            await registry.moto.stop()
-            try? FileManager.default.removeItem(atPath: directory)
         }
     }
 }

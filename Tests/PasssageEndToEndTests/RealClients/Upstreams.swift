@@ -28,6 +28,44 @@ struct TestHosts {
     }
 }
 
+/// What every real-client test starts from: a scratch directory, a test CA for the upstreams
+/// (written where passsage's `--upstream-ca-file` reads it) and the hosts file naming them.
+struct ClientTestBed {
+    let directory: String
+    let pki: TestPKI
+    let originCAFile: String
+    let hosts: TestHosts
+
+    /// Runs `body` with a new bed for upstreams called `names`; the directory goes afterwards.
+    static func with(names: [String], _ body: (ClientTestBed) async throws -> Void) async throws {
+        let directory = try makeTemporaryDirectory()
+        try await withTeardown {
+            let pki = try TestPKI()
+            let originCAFile = directory + "/origin-ca.pem"
+            try pki.caPEM.write(toFile: originCAFile, atomically: true, encoding: .utf8)
+            let hosts = try TestHosts(directory: directory, names: names)
+            try await body(ClientTestBed(directory: directory, pki: pki, originCAFile: originCAFile, hosts: hosts))
+        } teardown: {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    /// An embedded passsage over a fresh data directory, trusting the test CA and resolving
+    /// through the hosts file, for `body`, which gets it and the file with its CA; stopped after.
+    func withEmbeddedProxy(_ body: (PasssageProcess, String) async throws -> Void) async throws {
+        let proxy = try await PasssageProcess.launch(
+            ["--data-dir", directory + "/passsage-data", "--upstream-ca-file", originCAFile], prefix: hosts.prefix)
+        try await withTeardown {
+            let proxyCAFile = try await SplitStack.fetchCA(proxy, into: directory + "/proxy-ca.pem")
+            try await body(proxy, proxyCAFile)
+        } teardown: {
+            proxy.stop()
+        }
+    }
+
+    var dataDirectory: String { directory + "/passsage-data" }
+}
+
 /// One request as a `StaticSite` saw it.
 struct SiteRequest: Sendable {
     let method: String
