@@ -67,6 +67,15 @@ public enum CertificateAuthorityStore {
         return (authority, .generated(directory: directory))
     }
 
+    /// What `resolve` would do, writing nothing: a given or stored CA is read and checked as it
+    /// would be; a missing one is `.generated` (it would be, on start).
+    public static func check(bundle: String?, certificate: String?, directory: String) throws -> Origin {
+        if bundle == nil, certificate == nil, !FileManager.default.fileExists(atPath: directory + "/" + bundleFileName) {
+            return .generated(directory: directory)
+        }
+        return try resolve(bundle: bundle, certificate: certificate, directory: directory).1
+    }
+
     /// Parses a PEM bundle that holds one private key and one certificate, in any order.
     public static func parseBundle(_ pem: String) throws -> CertificateAuthority {
         let keyPEM = try firstBlock(in: pem, label: "PRIVATE KEY")

@@ -34,6 +34,19 @@ public struct DurationValue: ExpressibleByArgument, Equatable, Sendable {
     }
 
     public static var defaultCompletionKind: CompletionKind { .default }
+
+    /// A span as the options take it: `30s`, `1500ms`, `0` (how `check-config` reports them).
+    public static func describe(nanoseconds: Int64) -> String {
+        if nanoseconds == 0 { return "0" }
+        if nanoseconds % 1_000_000_000 == 0 { return "\(nanoseconds / 1_000_000_000)s" }
+        if nanoseconds % 1_000_000 == 0 { return "\(nanoseconds / 1_000_000)ms" }
+        return "\(nanoseconds)ns"
+    }
+
+    public static func describe(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return describe(nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
 }
 
 /// A byte-size option: `32MiB` (binary), `5MB` or `5m` (decimal), `1048576`.

@@ -10,7 +10,7 @@ struct Passsage: AsyncParsableCommand {
         abstract: "A caching, TLS-intercepting HTTP(S) forward proxy for CI fleets.",
         discussion: "With no subcommand, passsage runs `serve`; see `passsage serve --help` for its options.",
         version: version,
-        subcommands: [ServeCommand.self],
+        subcommands: [ServeCommand.self, CheckConfigCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 

@@ -20,7 +20,7 @@ struct Xs3leratorCommand: AsyncParsableCommand {
         commandName: "xs3lerator",
         abstract: "The Passsage data plane: downloads upstream objects with parallel range requests, streams them to the caller, and caches them as content-addressed chunks.",
         version: "0.2.0",
-        subcommands: [ServeCommand.self, SweepCommand.self],
+        subcommands: [ServeCommand.self, SweepCommand.self, CheckConfigCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 
@@ -149,7 +149,7 @@ struct ServeCommand: AsyncParsableCommand {
         await storage.close()
     }
 
-    private func makeConfiguration(_ env: EnvironmentResolver, environment: [String: String]) throws
+    func makeConfiguration(_ env: EnvironmentResolver, environment: [String: String]) throws
         -> (Xs3leratorConfiguration, DataPlaneConfiguration) {
         let port = try PortOption.check(try env.value(port, "XS3_PORT", option: "--port") ?? 8080, option: "--port")
         let concurrency = try env.value(httpConcurrency, "XS3_HTTP_CONCURRENCY", option: "--http-concurrency") ?? 8
