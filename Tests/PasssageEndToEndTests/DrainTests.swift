@@ -28,8 +28,8 @@ struct DrainTests {
         let newConnections: Int
     }
 
-    @Test("SIGTERM under 50 keep-alive clients: every response complete, refusals only for new connections, no entry half-written",
-          .tags(.heavy))
+    /// Run by scripts/test in the last pass, apart from the heavy tests (see there).
+    @Test("SIGTERM under 50 keep-alive clients: every response complete, refusals only for new connections, no entry half-written")
     func sigtermUnderLoad() async throws {
         let dataDirectory = try makeTemporaryDirectory()
         let fixture = try await Fixture.start(proxyArguments: ["--data-dir", dataDirectory, "--shutdown-grace-period", "20s"])
@@ -37,8 +37,11 @@ struct DrainTests {
         try await withTeardown {
             // Hits: ten objects stored before the load starts.
             for index in 0..<10 {
-                let warm = try await fixture.proxiedCurl(["-s", "-o", "/dev/null", "-w", "%{http_code}", fixture.originURL + Self.hitPath(index)])
-                #expect(warm.stdout == "200")
+                try await waitUntil(timeout: 60, "hit \(index) stored") {
+                    let warm = try await fixture.proxiedCurl(["-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                                             fixture.originURL + Self.hitPath(index)])
+                    return warm.stdout == "200"
+                }
             }
             // Each client: one curl, six requests on one keep-alive connection, hits and misses alternating.
             let transfers = try await withThrowingTaskGroup(of: [Transfer].self) { group in
