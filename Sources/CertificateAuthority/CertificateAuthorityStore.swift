@@ -33,9 +33,10 @@ public enum CertificateAuthorityStore {
     /// Resolves the CA the way the CLI documents it.
     ///
     /// - Parameters:
-    ///   - bundle: `--mitm-ca`: PEM text or a path; holds the key and the certificate.
+    ///   - bundle: `--mitm-ca`: PEM text or a path; holds the key and the certificate, or the key
+    ///     alone when `certificate` is given.
     ///   - certificate: `--mitm-ca-cert`: PEM text or a path; the certificate alone. Only valid with a
-    ///     bundle, and it must be the bundle's certificate.
+    ///     bundle, and it must be the bundle's certificate (or match its key).
     ///   - directory: `--ca-dir`, used when no bundle is given.
     public static func resolve(
         bundle: String?,
@@ -44,13 +45,17 @@ public enum CertificateAuthorityStore {
     ) throws -> (CertificateAuthority, Origin) {
         if let bundle {
             let bundlePEM = try PEMInput.read(bundle)
+            guard let certificate else { return (try parseBundle(bundlePEM), .explicit) }
+            let separate = try Certificate(pemEncoded: firstBlock(in: try PEMInput.read(certificate), label: "CERTIFICATE"))
+            // A key alone with the certificate beside it: a kubernetes.io/tls Secret's tls.key
+            // and tls.crt (cert-manager's output), mounted as two files.
+            guard bundlePEM.contains("CERTIFICATE-----") else {
+                let key = try Certificate.PrivateKey(pemEncoded: firstBlock(in: bundlePEM, label: "PRIVATE KEY"))
+                return (try CertificateAuthority(certificate: separate, privateKey: key), .explicit)
+            }
             let authority = try parseBundle(bundlePEM)
-            if let certificate {
-                let certificatePEM = try PEMInput.read(certificate)
-                let separate = try Certificate(pemEncoded: firstBlock(in: certificatePEM, label: "CERTIFICATE"))
-                guard separate == authority.certificate else {
-                    throw CertificateAuthorityError.keyDoesNotMatchCertificate
-                }
+            guard separate == authority.certificate else {
+                throw CertificateAuthorityError.keyDoesNotMatchCertificate
             }
             return (authority, .explicit)
         }

@@ -38,10 +38,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Health listener address. [PASSSAGE_HEALTH_HOST, default 0.0.0.0]")
     var healthHost: String?
 
-    @Option(name: .customLong("mitm-ca"), help: "CA private key and certificate: inline PEM or a path. [PASSSAGE_MITM_CA]")
+    @Option(name: .customLong("mitm-ca"), help: "CA private key and certificate (or the key alone, with --mitm-ca-cert): inline PEM or a path. [PASSSAGE_MITM_CA]")
     var mitmCA: String?
 
-    @Option(name: .customLong("mitm-ca-cert"), help: "CA certificate: inline PEM or a path; must match --mitm-ca. [PASSSAGE_MITM_CA_CERT]")
+    @Option(name: .customLong("mitm-ca-cert"), help: "CA certificate: inline PEM or a path; must match --mitm-ca's key. [PASSSAGE_MITM_CA_CERT]")
     var mitmCACert: String?
 
     @Option(name: .customLong("ca-dir"), help: "Where the CA lives when --mitm-ca is not given; generated on first start (mitmproxy file names). [PASSSAGE_CA_DIR, default ~/.mitmproxy]")

@@ -72,6 +72,16 @@ struct CertificateAuthorityTests {
         #expect(throws: CertificateAuthorityError.self) {
             try CertificateAuthorityStore.parseBundle(authority.certificatePEM)
         }
+        // The key alone, with the certificate beside it (a kubernetes.io/tls Secret's two files).
+        let (split, _) = try CertificateAuthorityStore.resolve(bundle: keyPEM, certificate: authority.certificatePEM,
+                                                              directory: "/nonexistent")
+        #expect(split.certificate == authority.certificate)
+        #expect(throws: CertificateAuthorityError.keyDoesNotMatchCertificate) {
+            try CertificateAuthorityStore.resolve(bundle: keyPEM, certificate: other.certificatePEM, directory: "/nonexistent")
+        }
+        #expect(throws: CertificateAuthorityError.self) {
+            try CertificateAuthorityStore.resolve(bundle: keyPEM, certificate: nil, directory: "/nonexistent")
+        }
     }
 
     @Test("leaf cache: minted once per host, served from cache after, evicted past capacity")
