@@ -14,10 +14,16 @@ struct CacheLifecycleTests {
     /// Requests `url` until `Cache-Status` satisfies `condition`; returns that answer's output.
     static func poll(_ fixture: Fixture, _ url: String, _ what: String, output file: String = "/dev/null",
                      until condition: @escaping (String) -> Bool) async throws -> String {
+        // Bounded by time, not by a count: on a loaded two-core machine (pass 1 runs every suite at
+        // once) a miss's entry once took over 15 s to be written.
         var last = ""
-        try await waitUntil(timeout: 15, what) {
-            last = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", file, url]).stdout
-            return condition(cacheStatus(last))
+        do {
+            try await waitUntil(timeout: 60, what) {
+                last = try await fixture.proxiedCurl(["-s", "-D", "-", "-o", file, url]).stdout
+                return condition(cacheStatus(last))
+            }
+        } catch {
+            throw HarnessError("\(error); the last answer was:\n\(last)")
         }
         return last
     }
