@@ -19,20 +19,7 @@ import tempfile
 
 import yaml
 
-results = {"passed": 0, "failed": 0}
-
-
-def check(condition: bool, what: str) -> None:
-    results["passed" if condition else "failed"] += 1
-    print(("ok   " if condition else "FAIL ") + what)
-
-
-def seconds(text: str) -> float:
-    text = text.strip().lower().split(" ")[0]
-    for suffix, factor in (("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    return float(text)
+from deploychecks import check, check_config, documented_names, finish, seconds
 
 
 def dockerfile_environment(dockerfile: str, target: str) -> dict:
@@ -80,10 +67,8 @@ def main() -> None:
             for value in mapped.values():
                 if value.startswith(scratch):
                     os.makedirs(os.path.dirname(value) if "." in os.path.basename(value) else value, exist_ok=True)
-            base = {k: v for k, v in os.environ.items() if not k.startswith(("PASSSAGE_", "XS3_"))}
-            run = subprocess.run([binary, "check-config"], env={**base, **mapped}, capture_output=True, text=True)
+            run, reported = check_config(binary, [], mapped)
             check(run.returncode == 0, f"{file}: {service}: {target} check-config accepts its environment {run.stderr.strip()}")
-            reported = dict(line.split(": ", 1) for line in run.stdout.splitlines() if ": " in line)
             for name, value in ours.items():
                 if not (name.endswith("_TIMEOUT") or name.endswith("_GRACE_PERIOD")):
                     continue
@@ -91,8 +76,7 @@ def main() -> None:
                 got = reported.get(key, "")
                 check(got != "" and seconds(got) == seconds(value),
                       f"{file}: {service}: {name}={value} arrives as {key}: {got}")
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    sys.exit(1 if results["failed"] else 0)
+    finish()
 
 
 if __name__ == "__main__":
