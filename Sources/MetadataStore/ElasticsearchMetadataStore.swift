@@ -35,10 +35,10 @@ public final class ElasticsearchMetadataStore: MetadataStore {
                     refreshInterval: String = "60s", authentication: Authentication = .none, caFile: String? = nil,
                     connectTimeout: Duration = .seconds(3), requestTimeout: Duration = .seconds(10),
                     retry: RetryPolicy = RetryPolicy(maxAttempts: 3, totalBudget: .seconds(20))) throws {
-            var trimmed = url
-            while trimmed.hasSuffix("/") { trimmed.removeLast() }
+            let resolved = try Self.resolvingCredentials(url: url, authentication: authentication)
+            let trimmed = resolved.url
             guard trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://") else {
-                throw MetadataStoreError(.invalidInput, call: "configuration", message: "Elasticsearch URL \"\(url)\" must start with http:// or https://")
+                throw MetadataStoreError(.invalidInput, call: "configuration", message: "Elasticsearch URL \"\(trimmed)\" must start with http:// or https://")
             }
             let indexBytes = Array(index.utf8)
             guard !indexBytes.isEmpty, indexBytes.count <= 255, index == index.lowercased(),
@@ -54,11 +54,43 @@ public final class ElasticsearchMetadataStore: MetadataStore {
             self.shards = shards
             self.replicas = replicas
             self.refreshInterval = refreshInterval
-            self.authentication = authentication
+            self.authentication = resolved.authentication
             self.caFile = caFile
             self.connectTimeout = connectTimeout
             self.requestTimeout = requestTimeout
             self.retry = retry
+        }
+
+        /// `url` without its user information (`https://user:password@host` → `https://host`) and
+        /// trailing slashes, and the authentication: the URL's user and password (percent-decoded)
+        /// as Basic, or `authentication` (an API key), not both. The URL, which is logged and printed, never
+        /// carries the credentials.
+        public static func resolvingCredentials(url: String, authentication: Authentication) throws -> (url: String, authentication: Authentication) {
+            let split = splittingCredentials(url)
+            var bare = split.url
+            while bare.hasSuffix("/") { bare.removeLast() }
+            guard let credentials = split.credentials else { return (bare, authentication) }
+            guard case .none = authentication else {
+                throw MetadataStoreError(.invalidInput, call: "configuration",
+                                         message: "Elasticsearch credentials given twice: in the URL and as an API key")
+            }
+            return (bare, .basic(username: credentials.username, password: credentials.password))
+        }
+
+        static func splittingCredentials(_ url: String) -> (url: String, credentials: (username: String, password: String)?) {
+            let bytes = Array(url.utf8)
+            guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")),
+                  bytes[colon...].starts(with: Array("://".utf8)) else { return (url, nil) }
+            let authorityStart = colon + 3
+            let authorityEnd = bytes[authorityStart...].firstIndex(where: { Array("/?#".utf8).contains($0) }) ?? bytes.endIndex
+            guard let at = bytes[authorityStart..<authorityEnd].lastIndex(of: UInt8(ascii: "@")) else { return (url, nil) }
+            let userinfo = bytes[authorityStart..<at]
+            let separator = userinfo.firstIndex(of: UInt8(ascii: ":"))
+            let user = String(decoding: userinfo[..<(separator ?? at)], as: UTF8.self)
+            let password = separator.map { String(decoding: userinfo[($0 + 1)...], as: UTF8.self) } ?? ""
+            let bare = String(decoding: bytes[..<authorityStart] + bytes[(at + 1)...], as: UTF8.self)
+            let credentials = (username: PercentDecoding.decode(user) ?? user, password: PercentDecoding.decode(password) ?? password)
+            return (bare, credentials)
         }
     }
 

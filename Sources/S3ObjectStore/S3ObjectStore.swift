@@ -176,16 +176,6 @@ public final class S3ObjectStore: ObjectStore {
 
     /// Decodes S3's `encoding-type=url` listing keys: percent escapes, and `+` for space.
     static func formDecode(_ text: String) -> String? {
-        var out = [UInt8]()
-        var bytes = Array(text.utf8)[...]
-        while let c = bytes.popFirst() {
-            if c == UInt8(ascii: "+") { out.append(UInt8(ascii: " ")) }
-            else if c == UInt8(ascii: "%") {
-                guard bytes.count >= 2, let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) else { return nil }
-                out.append(v)
-                bytes = bytes.dropFirst(2)
-            } else { out.append(c) }
-        }
-        return String(validating: out, as: UTF8.self)
+        PercentDecoding.decode(text, plusIsSpace: true)
     }
 }

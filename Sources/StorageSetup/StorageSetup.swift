@@ -29,7 +29,9 @@ public struct StorageOptions: Sendable {
     /// What the embedded watermarks are a percentage of: this many bytes of objects, or nil for
     /// the file system.
     public var embeddedCapacityBytes: Int64?
+    /// Without credentials: they are in `elasticsearchAuthentication`.
     public var elasticsearchURL: String?
+    public var elasticsearchAuthentication: ElasticsearchMetadataStore.Configuration.Authentication = .none
     public var elasticsearchIndex = "passsage_meta"
     /// Used only when the index is created (passsage creates it; xs3lerator expects it).
     public var elasticsearchShards = 9
@@ -43,6 +45,27 @@ public struct StorageOptions: Sendable {
     public static func checkWatermarks(low: Int, high: Int, lowOption: String, highOption: String) throws {
         guard (1...100).contains(high), (0..<high).contains(low) else {
             throw UsageError("invalid watermarks \(low)/\(high): expected 0 ≤ \(lowOption) < \(highOption) ≤ 100")
+        }
+    }
+
+    /// How `check-config` names an authentication, never with its secret.
+    public static func describe(_ authentication: ElasticsearchMetadataStore.Configuration.Authentication) -> String {
+        switch authentication {
+        case .none: return "no authentication"
+        case .basic(let username, _): return "Basic authentication as \(username)"
+        case .apiKey: return "an API key"
+        }
+    }
+
+    /// An Elasticsearch URL and API key as given: the URL without credentials (it is logged and
+    /// printed) and the authentication, the URL's `user:password@` as Basic or the API key.
+    public static func elasticsearchAccess(url: String, apiKey: String?, apiKeyOption: String) throws
+        -> (url: String, authentication: ElasticsearchMetadataStore.Configuration.Authentication) {
+        do {
+            return try ElasticsearchMetadataStore.Configuration.resolvingCredentials(
+                url: url, authentication: apiKey.flatMap { $0.isEmpty ? nil : .apiKey($0) } ?? .none)
+        } catch {
+            throw UsageError("give Elasticsearch credentials once: as user:password@ in the URL, or as \(apiKeyOption)")
         }
     }
 }
@@ -126,7 +149,8 @@ public struct StorageSetup: Sendable {
             do {
                 let store = try ElasticsearchMetadataStore(configuration: .init(url: url, index: options.elasticsearchIndex,
                                                                                           shards: options.elasticsearchShards,
-                                                                                          replicas: options.elasticsearchReplicas),
+                                                                                          replicas: options.elasticsearchReplicas,
+                                                                                          authentication: options.elasticsearchAuthentication),
                                                            logger: Logger(label: "xs3lerator.elasticsearch"))
                 closers.append { try? await store.shutdown() }
                 metadata = store

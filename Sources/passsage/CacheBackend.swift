@@ -36,7 +36,9 @@ struct CacheBackend: Sendable {
     }
 
     struct ElasticsearchOptions: Sendable {
+        /// Without credentials: they are in `authentication`.
         var url: String
+        var authentication: ElasticsearchMetadataStore.Configuration.Authentication = .none
         var index = "passsage_meta"
         var shards = 9
         var replicas = 1
@@ -96,6 +98,7 @@ struct CacheBackend: Sendable {
         options.highWatermark = cache.highWatermark
         if let elasticsearch = cache.elasticsearch {
             options.elasticsearchURL = elasticsearch.url
+            options.elasticsearchAuthentication = elasticsearch.authentication
             options.elasticsearchIndex = elasticsearch.index
             options.elasticsearchShards = elasticsearch.shards
             options.elasticsearchReplicas = elasticsearch.replicas
@@ -142,7 +145,8 @@ struct CacheBackend: Sendable {
     static func openElasticsearch(_ options: ElasticsearchOptions) throws -> ElasticsearchMetadataStore {
         do {
             return try ElasticsearchMetadataStore(configuration: .init(url: options.url, index: options.index,
-                                                                       shards: options.shards, replicas: options.replicas),
+                                                                       shards: options.shards, replicas: options.replicas,
+                                                                       authentication: options.authentication),
                                                   logger: Logger(label: "passsage.elasticsearch"))
         } catch {
             throw UsageError("invalid Elasticsearch settings: \(error)")

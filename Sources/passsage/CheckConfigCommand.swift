@@ -3,6 +3,7 @@ import CachePolicy
 import CertificateAuthority
 import CommandLineSupport
 import NIOCore
+import StorageSetup
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -71,7 +72,8 @@ struct CheckConfigCommand: AsyncParsableCommand {
                 lines.append("cache: embedded, objects under \(dataDirectory)")
             }
             if let elasticsearch = cache.elasticsearch {
-                lines.append("metadata: Elasticsearch \(elasticsearch.url), index \(elasticsearch.index)")
+                lines.append("metadata: Elasticsearch \(elasticsearch.url), index \(elasticsearch.index), "
+                             + StorageOptions.describe(elasticsearch.authentication))
             } else {
                 lines.append("metadata: SQLite under \(dataDirectory)")
             }

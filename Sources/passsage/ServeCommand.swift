@@ -116,8 +116,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Sent to xs3lerator in X-Xs3lerator-Auth; its --auth-token. [PASSSAGE_XS3LERATOR_AUTH_TOKEN]")
     var xs3leratorAuthToken: String?
 
-    @Option(help: "Elasticsearch for the cache's metadata, shared with xs3lerator and other passsage replicas; without it, SQLite under --data-dir. [PASSSAGE_ELASTICSEARCH_URL]")
+    @Option(help: "Elasticsearch for the cache's metadata, shared with xs3lerator and other passsage replicas (https://user:password@host:9200 for Basic authentication); without it, SQLite under --data-dir. [PASSSAGE_ELASTICSEARCH_URL]")
     var elasticsearchURL: String?
+
+    @Option(help: "Elasticsearch API key (the base64 id:key), sent as Authorization: ApiKey. [PASSSAGE_ELASTICSEARCH_API_KEY]")
+    var elasticsearchAPIKey: String?
 
     @Option(help: "Index of the metadata documents. [PASSSAGE_ELASTICSEARCH_META_INDEX, default passsage_meta]")
     var elasticsearchMetaIndex: String?
@@ -241,7 +244,10 @@ struct Settings {
             guard url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://") else {
                 throw UsageError("invalid value '\(url)' for --elasticsearch-url: expected an http(s) URL such as http://elasticsearch:9200")
             }
-            var elasticsearch = CacheBackend.ElasticsearchOptions(url: url)
+            let access = try StorageOptions.elasticsearchAccess(
+                url: url, apiKey: try env.value(c.elasticsearchAPIKey, "PASSSAGE_ELASTICSEARCH_API_KEY", option: "--elasticsearch-api-key"),
+                apiKeyOption: "--elasticsearch-api-key")
+            var elasticsearch = CacheBackend.ElasticsearchOptions(url: access.url, authentication: access.authentication)
             if let index = nonEmpty(try env.value(c.elasticsearchMetaIndex, "PASSSAGE_ELASTICSEARCH_META_INDEX", option: "--elasticsearch-meta-index")) {
                 elasticsearch.index = index
             }

@@ -58,7 +58,8 @@ struct CheckConfigCommand: AsyncParsableCommand {
                                                             + " (\(storage.region)), prefix \(storage.dataPrefix)" }
                                        ?? "under \(storage.dataDirectory)"))
             lines.append("disk-cache: " + (storage.cacheDirectory ?? "none"))
-            lines.append("metadata: " + (storage.elasticsearchURL.map { "Elasticsearch \($0), index \(storage.elasticsearchIndex)" }
+            let authentication = StorageOptions.describe(storage.elasticsearchAuthentication)
+            lines.append("metadata: " + (storage.elasticsearchURL.map { "Elasticsearch \($0), index \(storage.elasticsearchIndex), \(authentication)" }
                                          ?? "SQLite under \(storage.dataDirectory)"))
         }
         return lines

@@ -25,8 +25,11 @@ struct StorageArguments: ParsableArguments {
     @Option(help: "Disk cache eviction starts at this usage of its file system, in percent. [XS3_CACHE_HIGH_WATERMARK, default 95]")
     var cacheHighWatermark: Int?
 
-    @Option(help: "Elasticsearch URL for manifests; without it they go to SQLite under --data-dir. [XS3_ELASTICSEARCH_URL]")
+    @Option(help: "Elasticsearch URL for manifests (https://user:password@host:9200 for Basic authentication); without it they go to SQLite under --data-dir. [XS3_ELASTICSEARCH_URL]")
     var elasticsearchURL: String?
+
+    @Option(help: "Elasticsearch API key (the base64 id:key), sent as Authorization: ApiKey. [XS3_ELASTICSEARCH_API_KEY]")
+    var elasticsearchAPIKey: String?
 
     @Option(help: "Elasticsearch index of the metadata documents. [XS3_ELASTICSEARCH_INDEX, default passsage_meta]")
     var elasticsearchManifestIndex: String?
@@ -49,8 +52,11 @@ struct StorageArguments: ParsableArguments {
         options.highWatermark = try env.value(cacheHighWatermark, "XS3_CACHE_HIGH_WATERMARK", option: "--cache-high-watermark") ?? 95
         try StorageOptions.checkWatermarks(low: options.lowWatermark, high: options.highWatermark,
                                            lowOption: "--cache-low-watermark", highOption: "--cache-high-watermark")
-        options.elasticsearchURL = try env.value(elasticsearchURL, "XS3_ELASTICSEARCH_URL", option: "--elasticsearch-url")
-            .flatMap { $0.isEmpty ? nil : $0 }
+        if let url = try env.value(elasticsearchURL, "XS3_ELASTICSEARCH_URL", option: "--elasticsearch-url"), !url.isEmpty {
+            (options.elasticsearchURL, options.elasticsearchAuthentication) = try StorageOptions.elasticsearchAccess(
+                url: url, apiKey: try env.value(elasticsearchAPIKey, "XS3_ELASTICSEARCH_API_KEY", option: "--elasticsearch-api-key"),
+                apiKeyOption: "--elasticsearch-api-key")
+        }
         options.elasticsearchIndex = try env.value(elasticsearchManifestIndex, "XS3_ELASTICSEARCH_INDEX", option: "--elasticsearch-manifest-index")
             ?? "passsage_meta"
         if passthrough, options.elasticsearchURL != nil || options.bucket != nil {

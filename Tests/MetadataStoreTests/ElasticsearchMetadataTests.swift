@@ -2,6 +2,7 @@ import FakeElasticsearch
 import Foundation
 import MetadataStore
 import StorageCore
+import TestSupport
 import Testing
 
 /// Elasticsearch-only behaviour: the index it creates, retries, errors that name the call,
@@ -99,6 +100,13 @@ import Testing
         try await withFakeElasticsearch(authentication: .apiKey("aWQ6a2V5"), client: .apiKey("aWQ6a2V5")) { _, store in
             try await store.ensureSchema()
         }
+        // The URL's user information (percent-encoded) is Basic authentication, and leaves the URL.
+        try await withFakeElasticsearch(authentication: .basic(username: "elastic", password: "s3cret:@/")) { fake, _ in
+            let address = fake.url.replacingOccurrences(of: "http://", with: "http://elastic:s3cret%3A%40%2F@")
+            let store = try ElasticsearchMetadataStore(configuration: .init(url: address + "/", retry: quickRetries))
+            #expect(store.configuration.url == fake.url)
+            try await withTeardown({ try await store.ensureSchema() }) { try? await store.shutdown() }
+        }
         try await withFakeElasticsearch(authentication: .basic(username: "elastic", password: "s3cret"),
                                         client: .basic(username: "elastic", password: "wrong")) { fake, store in
             let refused = try await metadataError { try await store.ensureSchema() }
@@ -106,6 +114,24 @@ import Testing
             #expect(refused.call == "create index")
             #expect(refused.status == 401)
             #expect(fake.requestCount("create index") == 0)
+        }
+    }
+
+    @Test func credentialsInTheURL() throws {
+        typealias Configuration = ElasticsearchMetadataStore.Configuration
+        let plain = try Configuration(url: "https://es.example:9200/prefix/")
+        #expect(plain.url == "https://es.example:9200/prefix")
+        guard case .none = plain.authentication else { Issue.record("no credentials, no authentication"); return }
+        let basic = try Configuration(url: "https://user%20name:pa%3Ass@es.example:9200/a@b")
+        #expect(basic.url == "https://es.example:9200/a@b", "an @ in the path is not user information")
+        guard case .basic("user name", "pa:ss") = basic.authentication else {
+            Issue.record("\(basic.authentication)")
+            return
+        }
+        let userOnly = try Configuration(url: "http://reader@es.example")
+        guard case .basic("reader", "") = userOnly.authentication else { Issue.record("\(userOnly.authentication)"); return }
+        #expect(throws: MetadataStoreError.self) {
+            try Configuration(url: "https://u:p@es.example", authentication: .apiKey("aWQ6a2V5"))
         }
     }
 

@@ -78,4 +78,33 @@ struct CheckConfigTests {
         let bad = try await Self.xs3lerator([], environment: ["XS3_CLIENT_HEAD_TIMEOUT": "0"])
         #expect(bad.status == 2 && bad.stderr.contains("--client-head-timeout"), "\(bad.stderr)")
     }
+
+    @Test("Elasticsearch credentials in the URL become Basic authentication and are never printed; an API key instead; not both")
+    func elasticsearchCredentials() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let url = "https://elastic:p%40ss-w0rd@search.example:9200/"
+        let proxy = try await Self.passsage(["--ca-dir", directory + "/ca", "--data-dir", directory + "/data"],
+                                            environment: ["PASSSAGE_ELASTICSEARCH_URL": url])
+        #expect(proxy.status == 0, "\(proxy.stderr)")
+        #expect(Self.value("metadata", in: proxy.stdout)
+                == "Elasticsearch https://search.example:9200, index passsage_meta, Basic authentication as elastic", "\(proxy.stdout)")
+        let dataPlane = try await Self.xs3lerator(["--data-dir", directory + "/store"],
+                                                  environment: ["XS3_ELASTICSEARCH_URL": url])
+        #expect(dataPlane.status == 0, "\(dataPlane.stderr)")
+        #expect(Self.value("metadata", in: dataPlane.stdout)
+                == "Elasticsearch https://search.example:9200, index passsage_meta, Basic authentication as elastic", "\(dataPlane.stdout)")
+        for output in [proxy.stdout, proxy.stderr, dataPlane.stdout, dataPlane.stderr] {
+            #expect(!output.contains("p%40ss") && !output.contains("p@ss"), "the password is printed: \(output)")
+        }
+        let apiKey = try await Self.xs3lerator(["--data-dir", directory + "/store"],
+                                               environment: ["XS3_ELASTICSEARCH_URL": "https://search.example:9200",
+                                                             "XS3_ELASTICSEARCH_API_KEY": "aWQ6a2V5"])
+        #expect(Self.value("metadata", in: apiKey.stdout) == "Elasticsearch https://search.example:9200, index passsage_meta, an API key")
+        #expect(!apiKey.stdout.contains("aWQ6a2V5"))
+        let both = try await Self.passsage(["--ca-dir", directory + "/ca", "--data-dir", directory + "/data"],
+                                           environment: ["PASSSAGE_ELASTICSEARCH_URL": url, "PASSSAGE_ELASTICSEARCH_API_KEY": "aWQ6a2V5"])
+        #expect(both.status == 2 && both.stderr.contains("--elasticsearch-api-key"), "\(both.stderr)")
+        #expect(!both.stderr.contains("p%40ss"))
+    }
 }
