@@ -53,7 +53,9 @@ struct OriginClientTests {
         var configuration = OriginClientConfiguration()
         configuration.connectionsPerOrigin = 1
         configuration.connectTimeout = .seconds(1)
-        configuration.readTimeout = .seconds(3)   // ends the stalled exchange afterwards
+        // Far past the wait: with 3 s, a starved CI process once took long enough to see the stall
+        // begin that the stalled exchange timed out and freed the connection for the waiter.
+        configuration.readTimeout = .seconds(60)
         try await withClient(configuration) { client, origin, server in
             let stalled = Task { try await client.fetch(origin, "/stall") }
             try await waitUntil(timeout: 5, "the stalled request to hold the connection") { server.acceptedConnections == 1 }
@@ -61,6 +63,7 @@ struct OriginClientTests {
             let error = try await thrownError(OriginError.self) { _ = try await client.fetch(origin, "/small") }
             #expect(error == .noConnectionAvailable)
             #expect(ContinuousClock.now - started < .seconds(5))
+            await server.stop()   // closes the stalled connection, so the stalled exchange ends now
             _ = try? await stalled.value
         }
     }

@@ -14,7 +14,7 @@ struct SlowClientTests {
         defer { proxy.stop() }
         try await withTeardown {
             let connection = try RawConnection(port: proxy.port)
-            connection.send("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            _ = connection.send("POST http://127.0.0.1:\(origin.port)/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                             + "Content-Length: 100\r\n\r\nab")
             let started = Date()
             let reply = try await onThread { connection.readAll(timeout: 20) }
@@ -46,7 +46,7 @@ struct SlowClientTests {
                 group.addTask { try await onThread {
                     let connection = try RawConnection(port: proxy.port)
                     if tunnel {
-                        connection.send("CONNECT mitm.it:80 HTTP/1.1\r\nHost: mitm.it:80\r\n\r\n")
+                        _ = connection.send("CONNECT mitm.it:80 HTTP/1.1\r\nHost: mitm.it:80\r\n\r\n")
                         let established = connection.readUntil("\r\n\r\n", timeout: 10)
                         guard established.hasPrefix("HTTP/1.1 200") else { return (established, 0) }
                     }
@@ -76,7 +76,7 @@ struct SlowClientTests {
         let proxy = try await PasssageProcess.launch(["--client-header-timeout", "1s", "--client-idle-timeout", "60s"])
         defer { proxy.stop() }
         let connection = try RawConnection(port: proxy.port)
-        connection.send("CONNECT mitm.it:443 HTTP/1.1\r\nHost: mitm.it:443\r\n\r\n")
+        _ = connection.send("CONNECT mitm.it:443 HTTP/1.1\r\nHost: mitm.it:443\r\n\r\n")
         let established = try await onThread { connection.readUntil("\r\n\r\n", timeout: 10) }
         #expect(established.hasPrefix("HTTP/1.1 200"), "\(established)")
         // The first bytes of a ClientHello record, and nothing more.
@@ -99,7 +99,7 @@ struct SlowClientTests {
                 + String(repeating: "x", count: 5000)
             for round in 0..<40 {
                 let connection = try RawConnection(port: proxy.port)
-                connection.send(request)
+                _ = connection.send(request)
                 if round % 4 == 1 { try await Task.sleep(nanoseconds: 20_000_000) }   // some after the upstream connected
                 if round % 2 == 0 { connection.reset() } else { connection.close() }
             }

@@ -48,7 +48,7 @@ struct AptClient {
         for sub in ["etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d", "lists/partial", "cache/archives/partial", "downloads"] {
             try manager.createDirectory(atPath: root + "/" + sub, withIntermediateDirectories: true)
         }
-        manager.createFile(atPath: root + "/status", contents: Data())
+        _ = manager.createFile(atPath: root + "/status", contents: Data())
         let source = "deb [signed-by=\(archive.keyring)] \(archive.site.url("/")) stable main\n"
         try source.write(toFile: root + "/etc/sources.list", atomically: true, encoding: .utf8)
         options = [
