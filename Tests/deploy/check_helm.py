@@ -44,7 +44,14 @@ def render(chart, values: dict) -> list:
 
 def find(manifests: list, kind: str, component: str = None) -> list:
     return [m for m in manifests if m["kind"] == kind and
-            (component is None or m["metadata"]["labels"].get("app.kubernetes.io/component") == component)]
+            (component is None or m["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component)]
+
+
+def selects(selector: dict, deployment: dict) -> bool:
+    """Whether a label selector (matchLabels, or a Service's plain map) picks the Deployment's pods."""
+    wanted = selector.get("matchLabels", selector)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
 
 
 def merged(defaults: dict, values: dict) -> dict:
@@ -62,6 +69,7 @@ class Fixtures:
 
     def __init__(self, directory: str):
         key, certificate = directory + "/tls.key", directory + "/tls.crt"
+        self.elasticsearch_password = "es-pass-w0rd"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
                         "-subj", "/CN=cert-manager test CA", "-addext", "basicConstraints=critical,CA:TRUE",
                         "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", key, "-out", certificate],
@@ -70,7 +78,11 @@ class Fixtures:
             "passsage-ca-from-cert-manager": {"tls.key": open(key, "rb").read(), "tls.crt": open(certificate, "rb").read()},
             "passsage-xs3lerator-token": {"token": b"a-token-from-the-cluster"},
             "minio-credentials": {"AWS_ACCESS_KEY_ID": b"minio", "AWS_SECRET_ACCESS_KEY": b"minio-secret"},
+            "elasticsearch-credentials": {"url": f"https://elastic:{self.elasticsearch_password}@search.example.com:9200".encode()},
+            "elasticsearch-api-key": {"apiKey": b"aWQ6a2V5"},
         }
+        # ConfigMaps the value sets name: a corporate CA bundle for upstream TLS.
+        self.config_maps = {"corporate-ca": {"ca.crt": open(certificate, "rb").read()}}
 
     def secret(self, manifests: list, name: str) -> dict:
         """A Secret's data, decoded: the one the chart renders, else the cluster's fixture."""
@@ -96,8 +108,11 @@ def materialise(container: dict, pod: dict, manifests: list, fixtures: Fixtures,
             items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
             files = {item["path"]: data[item["key"]] for item in items}
         elif "configMap" in volume:
-            config_map = next(m for m in find(manifests, "ConfigMap") if m["metadata"]["name"] == volume["configMap"]["name"])
-            files = {k: v.encode() for k, v in config_map["data"].items()}
+            name = volume["configMap"]["name"]
+            rendered = [m for m in find(manifests, "ConfigMap") if m["metadata"]["name"] == name]
+            data = {k: v.encode() for k, v in rendered[0]["data"].items()} if rendered else fixtures.config_maps[name]
+            items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+            files = {item["path"]: data[item["key"]] for item in items}
         for path, content in files.items():
             with open(os.path.join(local, path), "wb") as file:
                 file.write(content)
@@ -121,34 +136,61 @@ def materialise(container: dict, pod: dict, manifests: list, fixtures: Fixtures,
     return arguments, environment
 
 
+def check_stopping(label: str, name: str, pod: dict, grace, pre_stop: int) -> None:
+    container = pod["containers"][0]
+    stop = seconds(grace) + pre_stop
+    check(pod["terminationGracePeriodSeconds"] > stop,
+          f"{label}: {name}: terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} > preStop + grace ({stop:g}s)")
+    check(container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(pre_stop)], f"{label}: {name}: preStop pauses {pre_stop}s")
+    liveness = container["livenessProbe"]
+    check(liveness["periodSeconds"] * liveness["failureThreshold"] > pod["terminationGracePeriodSeconds"],
+          f"{label}: {name}: liveness never restarts a draining pod")
+
+
 def check_manifests(label: str, values: dict, manifests: list) -> None:
     split = values["mode"] == "split"
     proxies, data_planes = find(manifests, "Deployment", "proxy"), find(manifests, "Deployment", "xs3lerator")
-    check(len(proxies) == 1 and len(data_planes) == (1 if split else 0),
-          f"{label}: a passsage Deployment{' and an xs3lerator one' if split else ', no xs3lerator'}")
+    if not check(len(proxies) == 1 and len(data_planes) == (1 if split else 0),
+                 f"{label}: a passsage Deployment{' and an xs3lerator one' if split else ', no xs3lerator'}"):
+        return
+    deployments = {"proxy": proxies[0], "xs3lerator": data_planes[0] if split else None}
+    component_values = {"proxy": values["passsage"], "xs3lerator": values["xs3lerator"]}
     proxy = proxies[0]["spec"]
     check(proxy.get("replicas") == (None if split and values["passsage"]["autoscaling"]["enabled"]
                                     else values["passsage"]["replicas"] if split else 1),
           f"{label}: passsage replicas {proxy.get('replicas')}")
-    service = next(s for s in find(manifests, "Service", "proxy"))
+
+    service = find(manifests, "Service", "proxy")[0]
     check(service["spec"]["type"] == values["service"]["type"] and
           service["metadata"].get("annotations", {}) == values["service"]["annotations"],
           f"{label}: passsage's Service is a {values['service']['type']} with the annotations given")
+    check(selects(service["spec"]["selector"], deployments["proxy"]) and
+          service["spec"]["ports"][0]["targetPort"] in [p["name"] for p in proxy["template"]["spec"]["containers"][0]["ports"]],
+          f"{label}: passsage's Service selects its pods, on the proxy port")
     if values["service"]["type"] != "ClusterIP":
         check(service["spec"]["externalTrafficPolicy"] == values["service"]["externalTrafficPolicy"],
               f"{label}: externalTrafficPolicy {values['service']['externalTrafficPolicy']}")
+
     pod = proxy["template"]["spec"]
     container = pod["containers"][0]
-    stop = seconds(values["timeouts"]["shutdownGrace"]) + values["timeouts"]["preStopSeconds"]
-    check(pod["terminationGracePeriodSeconds"] > stop,
-          f"{label}: terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} > preStop + grace ({stop:g}s)")
-    check(container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(values["timeouts"]["preStopSeconds"])],
-          f"{label}: preStop pauses {values['timeouts']['preStopSeconds']}s")
-    probes = [container[p]["httpGet"] for p in ("readinessProbe", "livenessProbe")]
-    check(all(p == {"path": "/health", "port": "health"} for p in probes), f"{label}: probes on /health")
-    liveness = container["livenessProbe"]
-    check(liveness["periodSeconds"] * liveness["failureThreshold"] > pod["terminationGracePeriodSeconds"],
-          f"{label}: liveness never restarts a draining pod")
+    check_stopping(label, "passsage", pod, values["timeouts"]["shutdownGrace"], values["timeouts"]["preStopSeconds"])
+    probes = [container[p]["httpGet"] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
+    check(all(p == {"path": "/health", "port": "health"} for p in probes), f"{label}: passsage's probes ask /health")
+    if split:
+        xs3_pod = deployments["xs3lerator"]["spec"]["template"]["spec"]
+        check_stopping(label, "xs3lerator", xs3_pod, values["timeouts"]["xs3lerator"]["shutdownGrace"], values["timeouts"]["preStopSeconds"])
+        probes = [xs3_pod["containers"][0][p]["httpGet"] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
+        check(all(p == {"path": "/healthz", "port": "http"} for p in probes), f"{label}: xs3lerator's probes ask /healthz")
+        xs3_service = find(manifests, "Service", "xs3lerator")
+        check(len(xs3_service) == 1 and xs3_service[0]["spec"]["type"] == "ClusterIP" and
+              selects(xs3_service[0]["spec"]["selector"], deployments["xs3lerator"]),
+              f"{label}: xs3lerator's Service is a ClusterIP selecting its pods")
+        for variable in container["env"] + xs3_pod["containers"][0]["env"]:
+            if variable["name"].endswith("ELASTICSEARCH_URL"):
+                from_secret = bool(values["elasticsearch"]["existingSecret"])
+                check(("valueFrom" in variable) == from_secret and "@" not in variable.get("value", ""),
+                      f"{label}: {variable['name']} {'from its Secret' if from_secret else 'plain, without credentials'}")
+
     ca_secret = next(v for v in pod["volumes"] if v["name"] == "ca")["secret"]["secretName"]
     rendered_secrets = {s["metadata"]["name"]: s for s in find(manifests, "Secret")}
     if values["ca"]["existingSecret"]:
@@ -157,28 +199,82 @@ def check_manifests(label: str, values: dict, manifests: list) -> None:
     else:
         generated = rendered_secrets.get(ca_secret, {})
         check(generated.get("type") == "kubernetes.io/tls" and
-              generated["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep",
+              generated.get("metadata", {}).get("annotations", {}).get("helm.sh/resource-policy") == "keep",
               f"{label}: the CA is generated into {ca_secret} and kept")
+
+    persistence = values["passsage"]["embedded"]["persistence"]
     claims = find(manifests, "PersistentVolumeClaim")
-    persistent = not split and values["passsage"]["embedded"]["persistence"]["enabled"]
-    check(len(claims) == (1 if persistent else 0), f"{label}: {'a' if persistent else 'no'} PersistentVolumeClaim")
-    if persistent:
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    if split or not persistence["enabled"]:
+        check(not claims and "emptyDir" in data, f"{label}: passsage's /data is an emptyDir, no claim")
+    else:
+        claim = persistence["existingClaim"] or f"{RELEASE}-passsage-data"
+        check(data.get("persistentVolumeClaim", {}).get("claimName") == claim and
+              len(claims) == (0 if persistence["existingClaim"] else 1),
+              f"{label}: passsage's /data is the claim {claim}{' (existing)' if persistence['existingClaim'] else ''}")
         check(proxy["strategy"]["type"] == "Recreate", f"{label}: the embedded pod is replaced, never doubled")
+
     policies = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component"): p
                 for p in find(manifests, "NetworkPolicy")}
-    if split:
-        rule = policies["xs3lerator"]["spec"]["ingress"]
-        check(len(rule) == 1 and rule[0]["from"] == [{"podSelector": {"matchLabels": proxy["selector"]["matchLabels"]}}],
-              f"{label}: only passsage's pods reach xs3lerator")
-        service = find(manifests, "Service", "xs3lerator")
-        check(len(service) == 1 and service[0]["spec"]["type"] == "ClusterIP", f"{label}: xs3lerator's Service is a ClusterIP")
-    check(len(find(manifests, "PodDisruptionBudget")) == (2 if split else 1), f"{label}: PodDisruptionBudgets")
-    autoscaled = split and values["passsage"]["autoscaling"]["enabled"]
-    check(bool(find(manifests, "HorizontalPodAutoscaler", "proxy")) == autoscaled,
-          f"{label}: {'an' if autoscaled else 'no'} autoscaler for passsage")
+    if split and values["networkPolicy"]["enabled"]:
+        xs3_policy = policies.get("xs3lerator", {}).get("spec", {})
+        peers = (xs3_policy.get("ingress") or [{}])[0].get("from", [])
+        check(selects(xs3_policy.get("podSelector", {}), deployments["xs3lerator"]) and len(xs3_policy["ingress"]) == 1 and
+              selects(peers[0].get("podSelector", {}), deployments["proxy"]) and peers[1:] == values["networkPolicy"]["metricsFrom"],
+              f"{label}: only passsage's pods (and networkPolicy.metricsFrom) reach xs3lerator")
+    else:
+        check("xs3lerator" not in policies, f"{label}: no xs3lerator NetworkPolicy")
+    proxy_from = values["networkPolicy"]["proxyFrom"] if values["networkPolicy"]["enabled"] else []
+    if proxy_from:
+        rules = policies.get("proxy", {}).get("spec", {}).get("ingress", [])
+        check(selects(policies["proxy"]["spec"]["podSelector"], deployments["proxy"]) and
+              rules[0]["from"] == proxy_from and rules[0]["ports"][0]["port"] == "proxy" and rules[1]["ports"][0]["port"] == "health",
+              f"{label}: the proxy port only from networkPolicy.proxyFrom, the health port open")
+    else:
+        check("proxy" not in policies, f"{label}: no NetworkPolicy in front of the proxy port")
+
+    budgets = find(manifests, "PodDisruptionBudget")
+    check(len(budgets) == (2 if split else 1), f"{label}: a PodDisruptionBudget per component")
+    for budget in budgets:
+        component = budget["metadata"]["labels"]["app.kubernetes.io/component"]
+        wanted = component_values[component]["podDisruptionBudget"]
+        expected = ({"minAvailable": wanted["minAvailable"]} if split and wanted.get("minAvailable") is not None else
+                    {"maxUnavailable": wanted["maxUnavailable"]} if split and wanted.get("maxUnavailable") is not None else
+                    {"maxUnavailable": 1})
+        got = {k: v for k, v in budget["spec"].items() if k != "selector"}
+        check(got == expected and selects(budget["spec"]["selector"], deployments[component]),
+              f"{label}: {component}'s budget is {got} and selects its pods")
+    for component in ("proxy", "xs3lerator"):
+        autoscaled = split and component_values[component]["autoscaling"]["enabled"]
+        hpas = find(manifests, "HorizontalPodAutoscaler", component)
+        check(len(hpas) == (1 if autoscaled else 0) and
+              all(h["spec"]["scaleTargetRef"]["name"] == deployments[component]["metadata"]["name"] for h in hpas),
+              f"{label}: {'an' if autoscaled else 'no'} autoscaler for {component}")
+
     accounts = find(manifests, "ServiceAccount")
-    check(len(accounts) == 1 and accounts[0]["metadata"].get("annotations", {}) == values["serviceAccount"]["annotations"],
-          f"{label}: a ServiceAccount with the annotations given")
+    account = values["serviceAccount"]
+    name = (account["name"] or f"{RELEASE}-passsage") if account["create"] else (account["name"] or "default")
+    check(len(accounts) == (1 if account["create"] else 0) and
+          all(a["metadata"].get("annotations", {}) == account["annotations"] for a in accounts) and
+          all(d["spec"]["template"]["spec"]["serviceAccountName"] == name for d in deployments.values() if d),
+          f"{label}: the pods run as the ServiceAccount {name}{' (created, with the annotations given)' if account['create'] else ''}")
+
+    tests = find(manifests, "Pod", "test")
+    check(len(tests) == (1 if values["tests"]["enabled"] else 0), f"{label}: {'a' if values['tests']['enabled'] else 'no'} helm test pod")
+    for test in tests:
+        test_volumes = {v["name"]: v for v in test["spec"]["volumes"]}
+        for component, deployment in deployments.items():
+            if not deployment:
+                continue
+            spec = deployment["spec"]["template"]["spec"]
+            ours = spec["containers"][0]
+            theirs = next((c for c in test["spec"]["containers"] if c["name"] == ours["name"]), None)
+            mounted = {m["name"] for m in ours.get("volumeMounts", [])} - {"data", "tmp", "cache"}
+            check(theirs is not None and theirs["env"] == ours["env"] and theirs.get("envFrom") == ours.get("envFrom") and
+                  theirs["args"] == ["check-config"] + ours["args"][1:] and
+                  theirs["volumeMounts"] == ours["volumeMounts"] and
+                  all(test_volumes.get(v["name"]) == v for v in spec["volumes"] if v["name"] in mounted),
+                  f"{label}: the helm test runs {ours['name']} check-config with the same environment, arguments and files")
 
 
 def check_processes(label, values, manifests, binaries, names, fixtures) -> None:
@@ -191,7 +287,6 @@ def check_processes(label, values, manifests, binaries, names, fixtures) -> None
                   {"upstreamConnect": "upstream-connect-timeout", "upstreamRead": "upstream-read-timeout",
                    "clientHead": "client-head-timeout", "clientWriteStall": "client-write-stall-timeout",
                    "shutdownGrace": "shutdown-grace-period"})]
-    tests = find(manifests, "Pod", "test")
     for binary_name, deployments, timeouts, keys in workloads:
         for deployment in deployments:
             pod = deployment["spec"]["template"]["spec"]
@@ -204,6 +299,14 @@ def check_processes(label, values, manifests, binaries, names, fixtures) -> None
             run, report = check_config(binaries[binary_name], arguments[1:], environment)
             if not check(run.returncode == 0, f"{label}: {binary_name} check-config accepts the rendered container {run.stderr.strip()}"):
                 continue
+            if values["mode"] == "split":
+                es = values["elasticsearch"]
+                authentication = ("Basic authentication as elastic" if es["existingSecret"] else
+                                  "an API key" if es["apiKeySecret"] else "no authentication")
+                metadata = report.get("metadata", "")
+                check(metadata.startswith("Elasticsearch https://" if es["existingSecret"] else "Elasticsearch " + es["url"]) and
+                      metadata.endswith(authentication) and fixtures.elasticsearch_password not in run.stdout,
+                      f"{label}: {binary_name} reaches Elasticsearch with {authentication}, never printed: {metadata}")
             for value_key, report_key in keys.items():
                 got = report.get(report_key, "")
                 check(got != "" and seconds(got) == seconds(timeouts[value_key]),
@@ -213,17 +316,11 @@ def check_processes(label, values, manifests, binaries, names, fixtures) -> None
                 check(report.get("ca") == "from --mitm-ca", f"{label}: passsage takes the CA from its Secret: {report.get('ca')}")
                 cache = report.get("cache", "")
                 if values["mode"] == "split":
-                    check(cache.startswith("split, bodies from xs3lerator at http://") and cache.endswith("(auth token set)")
-                          and report.get("metadata", "").startswith("Elasticsearch " + values["elasticsearch"]["url"]),
-                          f"{label}: passsage is split, with the token and Elasticsearch: {cache}")
+                    check(cache.startswith("split, bodies from xs3lerator at http://") and cache.endswith("(auth token set)"),
+                          f"{label}: passsage is split, with the token: {cache}")
                 else:
                     check(cache.startswith("embedded, objects under ") and cache.endswith("/data/cache"),
                           f"{label}: passsage is embedded, on the data volume: {cache}")
-            # The `helm test` pod runs the same configuration: same environment and arguments.
-            test_container = next((c for t in tests for c in t["spec"]["containers"] if c["name"] == container["name"]), None)
-            check(test_container is not None and test_container["env"] == container["env"] and
-                  test_container["args"][1:] == container["args"][1:] and test_container["args"][0] == "check-config",
-                  f"{label}: the helm test runs {binary_name} check-config over the same configuration")
 
 
 def check_policy(label, values, report, output) -> None:
@@ -285,7 +382,7 @@ def main() -> None:
             check(False, f"{label}: refused by values.schema.json (it rendered)")
         except helm_python.HelmValuesError as error:
             message = " ".join(str(error).split())
-            check(f"at '{where}'" in message, f"{label}: refused by values.schema.json at {where}: {message[message.find('- at'):][:120]}")
+            check(f"at '{where}'" in message or where in message, f"{label}: refused by values.schema.json at {where}: {message[message.find('- at'):][:120]}")
     finish()
 
 

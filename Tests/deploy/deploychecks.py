@@ -22,7 +22,7 @@ def finish() -> None:
 def seconds(text) -> float:
     """A duration (500ms, 30s, 5m, 1h, seconds) or check-config's report of one, in seconds."""
     text = str(text).strip().lower().split(" ")[0]
-    for suffix, factor in (("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)):
+    for suffix, factor in (("ns", 1e-9), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)):
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
     return float(text)

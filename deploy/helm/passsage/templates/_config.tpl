@@ -59,9 +59,9 @@ byte counts as 1.073741824e+09. */}}
 - name: PASSSAGE_ALLOW_POLICY_HEADER
   value: "true"
 {{- end }}
-{{- with $p.upstreamCAFile }}
+{{- if include "passsage.upstreamCA" . }}
 - name: PASSSAGE_UPSTREAM_CA_FILE
-  value: {{ . | quote }}
+  value: /etc/passsage/upstream-ca/{{ .Values.upstreamCA.key }}
 {{- end }}
 {{- if $p.verbose }}
 - name: PASSSAGE_VERBOSE
@@ -74,8 +74,7 @@ byte counts as 1.073741824e+09. */}}
   value: {{ printf "http://%s:%v" (include "passsage.xs3lerator.fullname" .) (int64 .Values.xs3lerator.port) | quote }}
 - name: PASSSAGE_XS3LERATOR_AUTH_TOKEN
   {{- include "passsage.authTokenFrom" . | nindent 2 }}
-- name: PASSSAGE_ELASTICSEARCH_URL
-  value: {{ .Values.elasticsearch.url | quote }}
+{{- include "passsage.elasticsearch.env" (list . "PASSSAGE_") }}
 - name: PASSSAGE_ELASTICSEARCH_META_INDEX
   value: {{ .Values.elasticsearch.index | quote }}
 - name: PASSSAGE_ELASTICSEARCH_SHARDS
@@ -99,7 +98,8 @@ byte counts as 1.073741824e+09. */}}
 empty environment variable counts as unset. */}}
 {{- define "passsage.proxy.args" -}}
 {{- if kindIs "slice" .Values.passsage.denyUpstream }}
-- {{ printf "--deny-upstream=%s" (join "," .Values.passsage.denyUpstream) | quote }}
+- --deny-upstream
+- {{ join "," .Values.passsage.denyUpstream | quote }}
 {{- end }}
 {{- range .Values.passsage.extraArgs }}
 - {{ . | quote }}
@@ -117,6 +117,7 @@ empty environment variable counts as unset. */}}
   mountPath: /data
 - name: tmp
   mountPath: /tmp
+{{- include "passsage.upstreamCA.mount" . }}
 {{- with .Values.passsage.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
@@ -147,6 +148,7 @@ for the Deployment's pod in the embedded mode. */}}
 {{- end }}
 - name: tmp
   emptyDir: {}
+{{- include "passsage.upstreamCA.volume" $root }}
 {{- with $root.Values.passsage.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -193,8 +195,7 @@ for the Deployment's pod in the embedded mode. */}}
   value: {{ .Values.s3.region | quote }}
 - name: AWS_REGION
   value: {{ .Values.s3.region | quote }}
-- name: XS3_ELASTICSEARCH_URL
-  value: {{ .Values.elasticsearch.url | quote }}
+{{- include "passsage.elasticsearch.env" (list . "XS3_") }}
 - name: XS3_ELASTICSEARCH_INDEX
   value: {{ .Values.elasticsearch.index | quote }}
 - name: XS3_AUTH_TOKEN
@@ -206,6 +207,10 @@ for the Deployment's pod in the embedded mode. */}}
   value: {{ $x.diskCache.lowWatermark | int64 | quote }}
 - name: XS3_CACHE_HIGH_WATERMARK
   value: {{ $x.diskCache.highWatermark | int64 | quote }}
+{{- end }}
+{{- if include "passsage.upstreamCA" . }}
+- name: XS3_UPSTREAM_CA_FILE
+  value: /etc/passsage/upstream-ca/{{ .Values.upstreamCA.key }}
 {{- end }}
 {{- if $x.verbose }}
 - name: XS3_VERBOSE
@@ -233,6 +238,10 @@ envFrom:
 - name: cache
   mountPath: /cache
 {{- end }}
+{{- include "passsage.upstreamCA.mount" . }}
+{{- with .Values.xs3lerator.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "passsage.xs3lerator.volumes" -}}
@@ -240,6 +249,10 @@ envFrom:
   emptyDir: {}
 - name: tmp
   emptyDir: {}
+{{- include "passsage.upstreamCA.volume" . }}
+{{- with .Values.xs3lerator.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- $cache := .Values.xs3lerator.diskCache }}
 {{- if $cache.enabled }}
 # A volume of its own per pod (a generic ephemeral volume, deleted with the pod): xs3lerator
@@ -274,4 +287,77 @@ securityContext:
   {{- toYaml . | nindent 2 }}
   seccompProfile:
     type: RuntimeDefault
+{{- end -}}
+
+{{/* Elasticsearch's URL, from a Secret when it carries credentials, and its API key. `include
+"passsage.elasticsearch.env" (list . "PASSSAGE_")` */}}
+{{- define "passsage.elasticsearch.env" -}}
+{{- $root := index . 0 -}}
+{{- $prefix := index . 1 -}}
+{{- $es := $root.Values.elasticsearch }}
+- name: {{ $prefix }}ELASTICSEARCH_URL
+{{- if $es.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $es.existingSecret }}
+      key: url
+{{- else }}
+  value: {{ $es.url | quote }}
+{{- end }}
+{{- with $es.apiKeySecret }}
+- name: {{ $prefix }}ELASTICSEARCH_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: apiKey
+{{- end }}
+{{- end -}}
+
+{{- define "passsage.upstreamCA" -}}
+{{- if or .Values.upstreamCA.existingSecret .Values.upstreamCA.existingConfigMap }}true{{ end -}}
+{{- end -}}
+
+{{- define "passsage.upstreamCA.mount" -}}
+{{- if include "passsage.upstreamCA" . }}
+- name: upstream-ca
+  mountPath: /etc/passsage/upstream-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "passsage.upstreamCA.volume" -}}
+{{- $ca := .Values.upstreamCA -}}
+{{- if $ca.existingSecret }}
+- name: upstream-ca
+  secret:
+    secretName: {{ $ca.existingSecret }}
+    items:
+      - {key: {{ $ca.key }}, path: {{ $ca.key }}}
+{{- else if $ca.existingConfigMap }}
+- name: upstream-ca
+  configMap:
+    name: {{ $ca.existingConfigMap }}
+    items:
+      - {key: {{ $ca.key }}, path: {{ $ca.key }}}
+{{- end }}
+{{- end -}}
+
+{{/* What the schema cannot say: relations between values. */}}
+{{- define "passsage.validate" -}}
+{{- $p := .Values.passsage -}}
+{{- $x := .Values.xs3lerator -}}
+{{- if eq (int $p.port) (int $p.healthPort) -}}
+{{- fail "passsage.port and passsage.healthPort must differ" -}}
+{{- end -}}
+{{- if ge (int $x.diskCache.lowWatermark) (int $x.diskCache.highWatermark) -}}
+{{- fail "xs3lerator.diskCache.lowWatermark must be below highWatermark" -}}
+{{- end -}}
+{{- range $name, $values := dict "passsage" $p "xs3lerator" $x -}}
+{{- if gt (int $values.autoscaling.minReplicas) (int $values.autoscaling.maxReplicas) -}}
+{{- fail (printf "%s.autoscaling.minReplicas must not exceed maxReplicas" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.upstreamCA.existingSecret .Values.upstreamCA.existingConfigMap -}}
+{{- fail "upstreamCA: give existingSecret or existingConfigMap, not both" -}}
+{{- end -}}
 {{- end -}}
