@@ -62,35 +62,58 @@ public final class ElasticsearchMetadataStore: MetadataStore {
         }
 
         /// `url` without its user information (`https://user:password@host` → `https://host`) and
-        /// trailing slashes, and the authentication: the URL's user and password (percent-decoded)
-        /// as Basic, or `authentication` (an API key), not both. The URL, which is logged and printed, never
-        /// carries the credentials.
+        /// trailing slashes, its scheme lower-cased, and the authentication: the URL's user and
+        /// password (percent-decoded) as Basic, or `authentication` (an API key), not both. The
+        /// URL, which is logged and printed, never carries the credentials, and no error repeats them.
         public static func resolvingCredentials(url: String, authentication: Authentication) throws -> (url: String, authentication: Authentication) {
-            let split = splittingCredentials(url)
+            let split = try splittingCredentials(url)
             var bare = split.url
             while bare.hasSuffix("/") { bare.removeLast() }
             guard let credentials = split.credentials else { return (bare, authentication) }
             guard case .none = authentication else {
-                throw MetadataStoreError(.invalidInput, call: "configuration",
-                                         message: "Elasticsearch credentials given twice: in the URL and as an API key")
+                throw credentialsError("Elasticsearch credentials given twice: in the URL and separately")
             }
             return (bare, .basic(username: credentials.username, password: credentials.password))
         }
 
-        static func splittingCredentials(_ url: String) -> (url: String, credentials: (username: String, password: String)?) {
+        static func splittingCredentials(_ url: String) throws -> (url: String, credentials: (username: String, password: String)?) {
             let bytes = Array(url.utf8)
-            guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")),
-                  bytes[colon...].starts(with: Array("://".utf8)) else { return (url, nil) }
-            let authorityStart = colon + 3
+            // Without a scheme the authority starts the string: `user:password@host:9200` must not
+            // pass through whole into an error message.
+            var scheme: [UInt8] = []
+            var authorityStart = 0
+            if let colon = bytes.firstIndex(of: UInt8(ascii: ":")), bytes[colon...].starts(with: Array("://".utf8)) {
+                scheme = bytes[..<colon].map { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) ? $0 + 32 : $0 }
+                authorityStart = colon + 3
+            }
+            let prefix = authorityStart == 0 ? [] : scheme + Array("://".utf8)
             let authorityEnd = bytes[authorityStart...].firstIndex(where: { Array("/?#".utf8).contains($0) }) ?? bytes.endIndex
-            guard let at = bytes[authorityStart..<authorityEnd].lastIndex(of: UInt8(ascii: "@")) else { return (url, nil) }
+            let authority = bytes[authorityStart..<authorityEnd]
+            guard let at = authority.lastIndex(of: UInt8(ascii: "@")) else {
+                // A raw `/`, `?` or `#` in a password ends the authority early (`user:pa/ss@host`):
+                // then what looks like a port is not digits and an `@` follows.
+                if bytes[authorityEnd...].contains(UInt8(ascii: "@")), authority.first != UInt8(ascii: "["),
+                   let colon = authority.lastIndex(of: UInt8(ascii: ":")),
+                   !authority[(colon + 1)...].allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+                    throw credentialsError("the Elasticsearch URL's password must be percent-encoded (a /, ? or # in it ends the host)")
+                }
+                return (String(decoding: prefix + bytes[authorityStart...], as: UTF8.self), nil)
+            }
+            let bare = String(decoding: prefix + bytes[(at + 1)...], as: UTF8.self)
             let userinfo = bytes[authorityStart..<at]
+            if userinfo.isEmpty { return (bare, nil) }
             let separator = userinfo.firstIndex(of: UInt8(ascii: ":"))
             let user = String(decoding: userinfo[..<(separator ?? at)], as: UTF8.self)
             let password = separator.map { String(decoding: userinfo[($0 + 1)...], as: UTF8.self) } ?? ""
-            let bare = String(decoding: bytes[..<authorityStart] + bytes[(at + 1)...], as: UTF8.self)
-            let credentials = (username: PercentDecoding.decode(user) ?? user, password: PercentDecoding.decode(password) ?? password)
-            return (bare, credentials)
+            guard let username = PercentDecoding.decode(user), let decodedPassword = PercentDecoding.decode(password) else {
+                throw credentialsError("the Elasticsearch URL's credentials have a malformed percent-escape")
+            }
+            guard !username.isEmpty else { throw credentialsError("the Elasticsearch URL's credentials have no user name") }
+            return (bare, (username, decodedPassword))
+        }
+
+        private static func credentialsError(_ message: String) -> MetadataStoreError {
+            MetadataStoreError(.invalidInput, call: "configuration", message: message)
         }
     }
 

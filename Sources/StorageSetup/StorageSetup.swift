@@ -58,15 +58,27 @@ public struct StorageOptions: Sendable {
     }
 
     /// An Elasticsearch URL and API key as given: the URL without credentials (it is logged and
-    /// printed) and the authentication, the URL's `user:password@` as Basic or the API key.
-    public static func elasticsearchAccess(url: String, apiKey: String?, apiKeyOption: String) throws
+    /// printed) and the authentication, the URL's `user:password@` as Basic or the API key. Errors
+    /// never repeat the credentials.
+    public static func elasticsearchAccess(url: String, apiKey: String?, urlOption: String, apiKeyOption: String) throws
         -> (url: String, authentication: ElasticsearchMetadataStore.Configuration.Authentication) {
+        let access: (url: String, authentication: ElasticsearchMetadataStore.Configuration.Authentication)
         do {
-            return try ElasticsearchMetadataStore.Configuration.resolvingCredentials(
-                url: url, authentication: apiKey.flatMap { $0.isEmpty ? nil : .apiKey($0) } ?? .none)
-        } catch {
-            throw UsageError("give Elasticsearch credentials once: as user:password@ in the URL, or as \(apiKeyOption)")
+            access = try ElasticsearchMetadataStore.Configuration.resolvingCredentials(url: url, authentication: .none)
+        } catch let error as MetadataStoreError {
+            throw UsageError("invalid value for \(urlOption): \(error.message)")
         }
+        var authentication = access.authentication
+        if let apiKey, !apiKey.isEmpty {
+            guard case .none = authentication else {
+                throw UsageError("give Elasticsearch credentials once: as user:password@ in \(urlOption), or as \(apiKeyOption)")
+            }
+            authentication = .apiKey(apiKey)
+        }
+        guard access.url.hasPrefix("http://") || access.url.hasPrefix("https://") else {
+            throw UsageError("invalid value '\(access.url)' for \(urlOption): expected an http(s) URL such as http://elasticsearch:9200")
+        }
+        return (access.url, authentication)
     }
 }
 

@@ -241,12 +241,9 @@ struct Settings {
     private static func readStorage(_ c: ServeCommand, env: EnvironmentResolver, into cache: inout CacheBackend.Options) throws {
         func nonEmpty(_ value: String?) -> String? { value.flatMap { $0.isEmpty ? nil : $0 } }
         if let url = nonEmpty(try env.value(c.elasticsearchURL, "PASSSAGE_ELASTICSEARCH_URL", option: "--elasticsearch-url")) {
-            guard url.lowercased().hasPrefix("http://") || url.lowercased().hasPrefix("https://") else {
-                throw UsageError("invalid value '\(url)' for --elasticsearch-url: expected an http(s) URL such as http://elasticsearch:9200")
-            }
             let access = try StorageOptions.elasticsearchAccess(
                 url: url, apiKey: try env.value(c.elasticsearchAPIKey, "PASSSAGE_ELASTICSEARCH_API_KEY", option: "--elasticsearch-api-key"),
-                apiKeyOption: "--elasticsearch-api-key")
+                urlOption: "--elasticsearch-url", apiKeyOption: "--elasticsearch-api-key")
             var elasticsearch = CacheBackend.ElasticsearchOptions(url: access.url, authentication: access.authentication)
             if let index = nonEmpty(try env.value(c.elasticsearchMetaIndex, "PASSSAGE_ELASTICSEARCH_META_INDEX", option: "--elasticsearch-meta-index")) {
                 elasticsearch.index = index

@@ -55,7 +55,7 @@ struct StorageArguments: ParsableArguments {
         if let url = try env.value(elasticsearchURL, "XS3_ELASTICSEARCH_URL", option: "--elasticsearch-url"), !url.isEmpty {
             (options.elasticsearchURL, options.elasticsearchAuthentication) = try StorageOptions.elasticsearchAccess(
                 url: url, apiKey: try env.value(elasticsearchAPIKey, "XS3_ELASTICSEARCH_API_KEY", option: "--elasticsearch-api-key"),
-                apiKeyOption: "--elasticsearch-api-key")
+                urlOption: "--elasticsearch-url", apiKeyOption: "--elasticsearch-api-key")
         }
         options.elasticsearchIndex = try env.value(elasticsearchManifestIndex, "XS3_ELASTICSEARCH_INDEX", option: "--elasticsearch-manifest-index")
             ?? "passsage_meta"

@@ -133,6 +133,24 @@ import Testing
         #expect(throws: MetadataStoreError.self) {
             try Configuration(url: "https://u:p@es.example", authentication: .apiKey("aWQ6a2V5"))
         }
+        let upper = try Configuration(url: "HTTPS://u:p@ES.example:9200")
+        #expect(upper.url == "https://ES.example:9200")
+        let ipv6 = try Configuration(url: "http://u:p@[::1]:9200/")
+        #expect(ipv6.url == "http://[::1]:9200")
+        guard case .none = try Configuration(url: "http://@es.example").authentication else {
+            Issue.record("empty user information is no credentials")
+            return
+        }
+        // Malformed credentials fail, and no message repeats the password.
+        for url in ["elastic:s3cret@es.example:9200", "https://elastic:s3/cret@es.example:9200",
+                    "https://:s3cret@es.example", "https://elastic:s3cret%zz@es.example"] {
+            do {
+                _ = try Configuration(url: url)
+                Issue.record("accepted \(url)")
+            } catch let error as MetadataStoreError {
+                #expect(!error.message.contains("s3"), "\(url): \(error.message)")
+            }
+        }
     }
 
     @Test func redClusterFailsTheHealthCheck() async throws {

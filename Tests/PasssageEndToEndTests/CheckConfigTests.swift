@@ -106,5 +106,16 @@ struct CheckConfigTests {
                                            environment: ["PASSSAGE_ELASTICSEARCH_URL": url, "PASSSAGE_ELASTICSEARCH_API_KEY": "aWQ6a2V5"])
         #expect(both.status == 2 && both.stderr.contains("--elasticsearch-api-key"), "\(both.stderr)")
         #expect(!both.stderr.contains("p%40ss"))
+        // Malformed URLs with credentials are refused without printing them.
+        for bad in ["elastic:s3cret@search.example:9200", "https://elastic:s3/cret@search.example:9200"] {
+            let proxyRefusal = try await Self.passsage(["--ca-dir", directory + "/ca", "--data-dir", directory + "/data"],
+                                                       environment: ["PASSSAGE_ELASTICSEARCH_URL": bad])
+            let dataPlaneRefusal = try await Self.xs3lerator(["--data-dir", directory + "/store"], environment: ["XS3_ELASTICSEARCH_URL": bad])
+            for refusal in [proxyRefusal, dataPlaneRefusal] {
+                #expect(refusal.status == 2 && refusal.stderr.contains("--elasticsearch-url"), "\(bad): \(refusal.stderr)")
+                #expect(!(refusal.stdout + refusal.stderr).contains("s3cret") && !(refusal.stdout + refusal.stderr).contains("s3/cret"),
+                        "\(bad): \(refusal.stderr)")
+            }
+        }
     }
 }
